@@ -1,0 +1,49 @@
+//! The numeric core: Embedding -> LSTM -> Dense(sigmoid), binary cross-entropy and Adam,
+//! as explicit forward/backward pairs over flat buffers.
+
+use serde::{Deserialize, Serialize};
+
+/// The model's shape and regularisation, with the tutorial's (Keras) defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Rows of the embedding table (= num_words, default 5000).
+    pub num_words: usize,
+    /// Embedding width (default 128).
+    pub embed_dim: usize,
+    /// LSTM units (default 128).
+    pub units: usize,
+    /// Sequence length the model is trained on (default 80).
+    pub maxlen: usize,
+    /// Keras `dropout`: fraction of LSTM inputs dropped (default 0.2).
+    pub dropout: f32,
+    /// Keras `recurrent_dropout`: fraction of the LSTM's h dropped (default 0.2).
+    pub recurrent_dropout: f32,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            num_words: 5000,
+            embed_dim: 128,
+            units: 128,
+            maxlen: 80,
+            dropout: 0.2,
+            recurrent_dropout: 0.2,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Named tensors in Keras's layout: (name, shape). Gate order i, f, c, o.
+    pub fn tensor_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let (v, d, h) = (self.num_words, self.embed_dim, self.units);
+        vec![
+            ("embedding/embeddings", vec![v, d]),
+            ("lstm/kernel", vec![d, 4 * h]),
+            ("lstm/recurrent_kernel", vec![h, 4 * h]),
+            ("lstm/bias", vec![4 * h]),
+            ("dense/kernel", vec![h, 1]),
+            ("dense/bias", vec![1]),
+        ]
+    }
+}

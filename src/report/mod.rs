@@ -1,0 +1,1 @@
+//! Reports: history files (JSON, CSV), the history plot and the model graph.

@@ -1,0 +1,3 @@
+//! Training: the fit loop (shuffle, batches, validation, history).
+
+pub mod history;
