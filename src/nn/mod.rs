@@ -1,6 +1,17 @@
 //! The numeric core: Embedding -> LSTM -> Dense(sigmoid), binary cross-entropy and Adam,
 //! as explicit forward/backward pairs over flat buffers.
 
+pub mod activation;
+pub mod adam;
+pub mod gemm;
+pub mod lstm;
+pub mod model;
+pub mod params;
+pub mod reference;
+
+pub use model::{BatchMasks, BatchStats, Engine};
+pub use params::Params;
+
 use serde::{Deserialize, Serialize};
 
 /// The model's shape and regularisation, with the tutorial's (Keras) defaults.

@@ -1,0 +1,315 @@
+//! The fused LSTM layer (Keras semantics, gate order i, f, c, o), forward and backward through
+//! time for one chunk of a batch on one thread.
+//!
+//! Forward: the input projection of all time steps is one GEMM per mask group before the loop;
+//! each step is the recurrent GEMM plus one fused pass of gate arithmetic. Backward mirrors it;
+//! weight gradients are accumulated as large GEMMs after the loop. Buffers live in
+//! [`LstmCache`] and are reused across batches: nothing is allocated inside the time loop.
+//!
+//! Dropout follows Keras: a mask per sequence, reused at every step, applied to the inputs
+//! (`dropout`) and to h_{t-1} (`recurrent_dropout`). With `groups == 4` each gate has its own
+//! mask (Keras 2's implementation 1, our default), so the projection splits into 4 GEMMs of
+//! width `units`; with `groups == 1` one mask is shared by all gates (Keras 3).
+
+use super::activation::{sigmoid, tanh};
+use super::gemm::{matmul, Op};
+use crate::dispatch;
+
+/// A dropout mask for a chunk of `rows` sequences: `[rows, groups, width]`, each value 0 or
+/// 1/(1-rate) (inverted dropout).
+#[derive(Clone, Copy, Debug)]
+pub struct Mask<'a> {
+    pub groups: usize,
+    pub data: &'a [f32],
+}
+
+/// The LSTM's weights in Keras layout plus transposed copies for the backward GEMMs
+/// (the GEMM is much slower with a transposed right-hand operand).
+#[derive(Clone, Copy, Debug)]
+pub struct LstmWeights<'a> {
+    /// `[D, 4H]`
+    pub kernel: &'a [f32],
+    /// `[H, 4H]`
+    pub recurrent: &'a [f32],
+    /// `[4H]`
+    pub bias: &'a [f32],
+    /// `[4H, D]` = kernel^T
+    pub kernel_t: &'a [f32],
+    /// `[4H, H]` = recurrent^T
+    pub recurrent_t: &'a [f32],
+}
+
+/// Gradients of the LSTM's weights (accumulated with `+=`).
+pub struct LstmGrads<'a> {
+    /// `[D, 4H]`
+    pub kernel: &'a mut [f32],
+    /// `[H, 4H]`
+    pub recurrent: &'a mut [f32],
+    /// `[4H]`
+    pub bias: &'a mut [f32],
+}
+
+/// Per-thread activations and scratch for one chunk of `b` sequences of `t` steps.
+#[derive(Default)]
+pub struct LstmCache {
+    pub t: usize,
+    pub b: usize,
+    pub d: usize,
+    pub h: usize,
+    /// `[T*B, D]` inputs, time-major (row = t*B + b). Filled by the caller (the embedding).
+    pub x: Vec<f32>,
+    /// `[Gx, T*B, D]` inputs times each group's mask (empty without input dropout).
+    xm: Vec<f32>,
+    /// `[T, B, 4H]` pre-activations, then gate activations (i, f, g, o) after each step.
+    gates: Vec<f32>,
+    /// `[T+1, B, H]` hidden states; `hs[0]` = 0, `hs[T]` is the layer's output.
+    hs: Vec<f32>,
+    /// `[Gh, T, B, H]` h_{t-1} times each group's recurrent mask (empty without recurrent dropout).
+    hm: Vec<f32>,
+    /// `[T+1, B, H]` cell states; `cs[0]` = 0.
+    cs: Vec<f32>,
+    /// `[T, B, H]` tanh(c_t).
+    tcs: Vec<f32>,
+    /// `[T, B, 4H]` gradient w.r.t. the pre-activations.
+    dz: Vec<f32>,
+    /// `[B, H]` gradient flowing into h_t and c_t, and scratch.
+    dh: Vec<f32>,
+    dc: Vec<f32>,
+    tmp_h: Vec<f32>,
+    /// `[T*B, D]` gradient w.r.t. the inputs (read by the embedding's backward), and scratch.
+    pub dx: Vec<f32>,
+    tmp_x: Vec<f32>,
+}
+
+fn fit(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+}
+
+impl LstmCache {
+    /// Size the buffers for `b` sequences of `t` steps (grows only; reuse keeps allocation out
+    /// of the training loop).
+    pub fn prepare(&mut self, t: usize, b: usize, d: usize, h: usize) {
+        (self.t, self.b, self.d, self.h) = (t, b, d, h);
+        fit(&mut self.x, t * b * d);
+        fit(&mut self.gates, t * b * 4 * h);
+        fit(&mut self.hs, (t + 1) * b * h);
+        fit(&mut self.cs, (t + 1) * b * h);
+        fit(&mut self.tcs, t * b * h);
+    }
+
+    /// The layer's output, h at the last step: `[B, H]`.
+    pub fn output(&self) -> &[f32] {
+        let n = self.b * self.h;
+        &self.hs[self.t * n..(self.t + 1) * n]
+    }
+
+    /// Forward over the inputs in `self.x`. Masks (training only) are `[B, G, D]` and `[B, G, H]`.
+    pub fn forward(&mut self, w: &LstmWeights, xmask: Option<Mask>, hmask: Option<Mask>) {
+        let (t_len, b, d, h) = (self.t, self.b, self.d, self.h);
+        let (bh, g4) = (b * h, 4 * h);
+        let rows = t_len * b;
+        let gates = &mut self.gates[..rows * g4];
+        for row in gates.chunks_exact_mut(g4) {
+            row.copy_from_slice(w.bias);
+        }
+        // Input projection for all steps at once.
+        match xmask {
+            None => matmul(rows, g4, d, &self.x, d, Op::N, w.kernel, g4, Op::N, gates, g4, true),
+            Some(m) => {
+                let (gx, s) = (m.groups, g4 / m.groups);
+                fit(&mut self.xm, gx * rows * d);
+                for g in 0..gx {
+                    let xm = &mut self.xm[g * rows * d..(g + 1) * rows * d];
+                    apply_mask(xm, &self.x[..rows * d], m, g, b, d);
+                    matmul(rows, s, d, xm, d, Op::N, &w.kernel[g * s..], g4, Op::N, &mut gates[g * s..], g4, true);
+                }
+            }
+        }
+        if let Some(m) = hmask {
+            fit(&mut self.hm, m.groups * rows * h);
+            self.hm[..m.groups * rows * h].fill(0.0);
+        }
+        self.hs[..bh].fill(0.0);
+        self.cs[..bh].fill(0.0);
+        for t in 0..t_len {
+            let z = &mut gates[t * b * g4..(t + 1) * b * g4];
+            if t > 0 {
+                let hprev = &self.hs[t * bh..(t + 1) * bh];
+                match hmask {
+                    None => matmul(b, g4, h, hprev, h, Op::N, w.recurrent, g4, Op::N, z, g4, true),
+                    Some(m) => {
+                        let s = g4 / m.groups;
+                        for g in 0..m.groups {
+                            let off = (g * t_len + t) * bh;
+                            let hm = &mut self.hm[off..off + bh];
+                            apply_mask(hm, hprev, m, g, b, h);
+                            matmul(b, s, h, hm, h, Op::N, &w.recurrent[g * s..], g4, Op::N, &mut z[g * s..], g4, true);
+                        }
+                    }
+                }
+            }
+            let (cs_prev, cs_next) = self.cs.split_at_mut((t + 1) * bh);
+            let c_prev = &cs_prev[t * bh..];
+            let c = &mut cs_next[..bh];
+            let tc = &mut self.tcs[t * bh..(t + 1) * bh];
+            let h_out = &mut self.hs[(t + 1) * bh..(t + 2) * bh];
+            dispatch!(cell_forward(z, c_prev, c, tc, h_out, h));
+        }
+    }
+
+    /// Backward through time from `dh_last` (`[B, H]`, the gradient w.r.t. the output).
+    /// Accumulates weight gradients into `grads` and leaves the input gradient in `self.dx`.
+    pub fn backward(&mut self, w: &LstmWeights, xmask: Option<Mask>, hmask: Option<Mask>, dh_last: &[f32], grads: LstmGrads) {
+        let (t_len, b, d, h) = (self.t, self.b, self.d, self.h);
+        let (bh, g4) = (b * h, 4 * h);
+        let rows = t_len * b;
+        fit(&mut self.dz, rows * g4);
+        fit(&mut self.dh, bh);
+        fit(&mut self.dc, bh);
+        fit(&mut self.tmp_h, bh);
+        fit(&mut self.dx, rows * d);
+        self.dh[..bh].copy_from_slice(&dh_last[..bh]);
+        self.dc[..bh].fill(0.0);
+        for t in (0..t_len).rev() {
+            let a = &self.gates[t * b * g4..(t + 1) * b * g4];
+            let dz = &mut self.dz[t * b * g4..(t + 1) * b * g4];
+            let c_prev = &self.cs[t * bh..(t + 1) * bh];
+            let tc = &self.tcs[t * bh..(t + 1) * bh];
+            let (dh, dc) = (&self.dh[..bh], &mut self.dc[..bh]);
+            dispatch!(cell_backward(a, c_prev, tc, dh, dc, dz, h));
+            if t == 0 {
+                break; // h_{-1} is a constant zero: nothing flows further back.
+            }
+            let dh = &mut self.dh[..bh];
+            match hmask {
+                None => matmul(b, h, g4, dz, g4, Op::N, w.recurrent_t, h, Op::N, dh, h, false),
+                Some(m) => {
+                    let s = g4 / m.groups;
+                    for g in 0..m.groups {
+                        let tmp = &mut self.tmp_h[..bh];
+                        matmul(b, h, s, &dz[g * s..], g4, Op::N, &w.recurrent_t[g * s * h..], h, Op::N, tmp, h, false);
+                        mask_accumulate(dh, tmp, m, g, b, h, g > 0);
+                    }
+                }
+            }
+        }
+        let dz = &self.dz[..rows * g4];
+        // dU += h_{t-1}^T dz, one GEMM over all steps per group.
+        match hmask {
+            None => matmul(h, g4, rows, &self.hs, h, Op::T, dz, g4, Op::N, grads.recurrent, g4, true),
+            Some(m) => {
+                let s = g4 / m.groups;
+                for g in 0..m.groups {
+                    let hm = &self.hm[g * rows * h..(g + 1) * rows * h];
+                    matmul(h, s, rows, hm, h, Op::T, &dz[g * s..], g4, Op::N, &mut grads.recurrent[g * s..], g4, true);
+                }
+            }
+        }
+        // dW += x^T dz and dx = dz W^T, per group.
+        let dx = &mut self.dx[..rows * d];
+        match xmask {
+            None => {
+                matmul(d, g4, rows, &self.x, d, Op::T, dz, g4, Op::N, grads.kernel, g4, true);
+                matmul(rows, d, g4, dz, g4, Op::N, w.kernel_t, d, Op::N, dx, d, false);
+            }
+            Some(m) => {
+                let s = g4 / m.groups;
+                fit(&mut self.tmp_x, rows * d);
+                for g in 0..m.groups {
+                    let xm = &self.xm[g * rows * d..(g + 1) * rows * d];
+                    matmul(d, s, rows, xm, d, Op::T, &dz[g * s..], g4, Op::N, &mut grads.kernel[g * s..], g4, true);
+                    let tmp = &mut self.tmp_x[..rows * d];
+                    matmul(rows, d, s, &dz[g * s..], g4, Op::N, &w.kernel_t[g * s * d..], d, Op::N, tmp, d, false);
+                    mask_accumulate(dx, tmp, m, g, b, d, g > 0);
+                }
+            }
+        }
+        for row in dz.chunks_exact(g4) {
+            for (gb, z) in grads.bias.iter_mut().zip(row) {
+                *gb += z;
+            }
+        }
+    }
+}
+
+/// out[r, :] = src[r, :] * mask[r % b, g, :] for time-major rows.
+fn apply_mask(out: &mut [f32], src: &[f32], m: Mask, g: usize, b: usize, width: usize) {
+    for (r, (o, s)) in out.chunks_exact_mut(width).zip(src.chunks_exact(width)).enumerate() {
+        let off = ((r % b) * m.groups + g) * width;
+        let mk = &m.data[off..off + width];
+        for ((o, s), k) in o.iter_mut().zip(s).zip(mk) {
+            *o = s * k;
+        }
+    }
+}
+
+/// out[r, :] (+)= src[r, :] * mask[r % b, g, :].
+fn mask_accumulate(out: &mut [f32], src: &[f32], m: Mask, g: usize, b: usize, width: usize, accumulate: bool) {
+    for (r, (o, s)) in out.chunks_exact_mut(width).zip(src.chunks_exact(width)).enumerate() {
+        let off = ((r % b) * m.groups + g) * width;
+        let mk = &m.data[off..off + width];
+        for ((o, s), k) in o.iter_mut().zip(s).zip(mk) {
+            *o = if accumulate { *o + s * k } else { s * k };
+        }
+    }
+}
+
+/// One step's gate arithmetic for every row: z `[B, 4H]` pre-activations -> activations in
+/// place; c = f*c_prev + i*g; tc = tanh(c); h = o*tc.
+#[inline(always)]
+fn cell_forward(z: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h_out: &mut [f32], hu: usize) {
+    let rows = z.chunks_exact_mut(4 * hu).zip(c_prev.chunks_exact(hu));
+    let outs = c.chunks_exact_mut(hu).zip(tc.chunks_exact_mut(hu)).zip(h_out.chunks_exact_mut(hu));
+    for ((zr, cp), ((cr, tcr), hr)) in rows.zip(outs) {
+        let (zi, rest) = zr.split_at_mut(hu);
+        let (zf, rest) = rest.split_at_mut(hu);
+        let (zg, zo) = rest.split_at_mut(hu);
+        let (zo, cp, cr, tcr, hr) = (&mut zo[..hu], &cp[..hu], &mut cr[..hu], &mut tcr[..hu], &mut hr[..hu]);
+        for j in 0..hu {
+            let i = sigmoid(zi[j]);
+            let f = sigmoid(zf[j]);
+            let g = tanh(zg[j]);
+            let o = sigmoid(zo[j]);
+            let cn = f * cp[j] + i * g;
+            let t = tanh(cn);
+            (zi[j], zf[j], zg[j], zo[j]) = (i, f, g, o);
+            cr[j] = cn;
+            tcr[j] = t;
+            hr[j] = o * t;
+        }
+    }
+}
+
+/// One step backward: from dh (into h_t) and dc (into c_t, updated in place to flow into
+/// c_{t-1}) to dz `[B, 4H]`, the gradient w.r.t. the pre-activations.
+#[inline(always)]
+fn cell_backward(a: &[f32], c_prev: &[f32], tc: &[f32], dh: &[f32], dc: &mut [f32], dz: &mut [f32], hu: usize) {
+    let ins = a.chunks_exact(4 * hu).zip(c_prev.chunks_exact(hu)).zip(tc.chunks_exact(hu)).zip(dh.chunks_exact(hu));
+    for ((((ar, cp), tcr), dhr), (dcr, dzr)) in ins.zip(dc.chunks_exact_mut(hu).zip(dz.chunks_exact_mut(4 * hu))) {
+        let (ai, af, ag, ao) = (&ar[..hu], &ar[hu..2 * hu], &ar[2 * hu..3 * hu], &ar[3 * hu..4 * hu]);
+        let (zi, rest) = dzr.split_at_mut(hu);
+        let (zf, rest) = rest.split_at_mut(hu);
+        let (zg, zo) = rest.split_at_mut(hu);
+        let (zo, cp, tcr, dhr, dcr) = (&mut zo[..hu], &cp[..hu], &tcr[..hu], &dhr[..hu], &mut dcr[..hu]);
+        for j in 0..hu {
+            let (i, f, g, o, t) = (ai[j], af[j], ag[j], ao[j], tcr[j]);
+            let dct = dcr[j] + dhr[j] * o * (1.0 - t * t);
+            zi[j] = dct * g * i * (1.0 - i);
+            zf[j] = dct * cp[j] * f * (1.0 - f);
+            zg[j] = dct * i * (1.0 - g * g);
+            zo[j] = dhr[j] * t * o * (1.0 - o);
+            dcr[j] = dct * f;
+        }
+    }
+}
+
+/// `dst[c, r] = src[r, c]` for a `[rows, cols]` matrix.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    for r in 0..rows {
+        for c in 0..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The whole network on a batch: Embedding -> LSTM -> Dense(1) -> sigmoid / binary
+//! cross-entropy, forward and backward, with the batch split across threads.
+//!
+//! Each thread runs its own chunk of sequences through its own [`Workspace`] with a
+//! single-threaded GEMM. Dense-layer and LSTM weight gradients are partial sums per thread,
+//! added in thread order; the embedding gradient is scattered from each thread's input
+//! gradient in thread order. The result depends only on the thread count, never on timing.
+
+use super::lstm::{transpose, LstmCache, LstmGrads, LstmWeights, Mask};
+use super::params::{Params, BIAS, DENSE_BIAS, DENSE_KERNEL, EMBEDDING, KERNEL, RECURRENT};
+use super::ModelConfig;
+
+/// Dropout masks for a whole batch, drawn by the training loop.
+#[derive(Clone, Debug, Default)]
+pub struct BatchMasks {
+    /// Groups per mask: 4 (one per gate, the default) or 1 (shared by the gates).
+    pub groups: usize,
+    /// `[B, G, D]` input masks, when dropout > 0.
+    pub x: Option<Vec<f32>>,
+    /// `[B, G, H]` recurrent masks, when recurrent_dropout > 0.
+    pub h: Option<Vec<f32>>,
+}
+
+/// Sums over a batch (not means), so partial batches and threads add up exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BatchStats {
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub count: usize,
+}
+
+impl std::ops::AddAssign for BatchStats {
+    fn add_assign(&mut self, o: BatchStats) {
+        self.loss_sum += o.loss_sum;
+        self.correct += o.correct;
+        self.count += o.count;
+    }
+}
+
+/// Binary cross-entropy of a logit against a 0/1 label, computed stably from the logit.
+pub fn bce_from_logit(z: f64, y: f64) -> f64 {
+    z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()
+}
+
+/// One thread's buffers.
+#[derive(Default)]
+struct Workspace {
+    lstm: LstmCache,
+    /// `[B]` logits of this chunk.
+    logits: Vec<f32>,
+    /// `[B, H]` gradient into the LSTM's output.
+    dh: Vec<f32>,
+    /// Partial gradient of everything after the embedding (the `Layout::dense_part`).
+    grads: Vec<f32>,
+    stats: BatchStats,
+}
+
+/// Runs the network on batches; owns the per-thread workspaces and the transposed weights.
+pub struct Engine {
+    cfg: ModelConfig,
+    threads: usize,
+    workspaces: Vec<Workspace>,
+    /// `[4H, D]` kernel^T, refreshed by [`Engine::refresh`] after each weight update.
+    kernel_t: Vec<f32>,
+    /// `[4H, H]` recurrent^T.
+    recurrent_t: Vec<f32>,
+}
+
+/// Rows `[start, end)` of a batch of `n` given to thread `k` of `threads`.
+fn chunk(n: usize, threads: usize, k: usize) -> (usize, usize) {
+    (n * k / threads, n * (k + 1) / threads)
+}
+
+impl Engine {
+    pub fn new(cfg: &ModelConfig, threads: usize) -> Engine {
+        let threads = threads.max(1);
+        let (d, h) = (cfg.embed_dim, cfg.units);
+        Engine {
+            cfg: cfg.clone(),
+            threads,
+            workspaces: (0..threads).map(|_| Workspace::default()).collect(),
+            kernel_t: vec![0.0; 4 * h * d],
+            recurrent_t: vec![0.0; 4 * h * h],
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Recompute the transposed weight copies; call after every change to `params`.
+    pub fn refresh(&mut self, params: &Params) {
+        let (d, h) = (self.cfg.embed_dim, self.cfg.units);
+        transpose(params.tensor(KERNEL), d, 4 * h, &mut self.kernel_t);
+        transpose(params.tensor(RECURRENT), h, 4 * h, &mut self.recurrent_t);
+    }
+
+    /// Forward and backward on one training batch. `ids` is `[B, T]`, `y` `[B]`; `grads` is
+    /// overwritten with the gradient of the batch's mean loss. Returns the batch's sums.
+    pub fn train_batch(&mut self, params: &Params, ids: &[u32], y: &[f32], masks: &BatchMasks, grads: &mut Params) -> BatchStats {
+        let t_len = self.cfg.maxlen;
+        let n = y.len();
+        assert_eq!(ids.len(), n * t_len, "ids must be [batch, maxlen]");
+        let w = LstmWeights {
+            kernel: params.tensor(KERNEL),
+            recurrent: params.tensor(RECURRENT),
+            bias: params.tensor(BIAS),
+            kernel_t: &self.kernel_t,
+            recurrent_t: &self.recurrent_t,
+        };
+        let (cfg, threads, dense_len) = (&self.cfg, self.threads, params.layout.dense_part().len());
+        let scale = 1.0 / n as f32;
+        std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for (k, ws) in self.workspaces.iter_mut().enumerate() {
+                let (r0, r1) = chunk(n, threads, k);
+                let mut job = move || {
+                    ws.grads.clear();
+                    ws.grads.resize(dense_len, 0.0);
+                    ws.train_chunk(cfg, params, &w, &ids[r0 * t_len..r1 * t_len], &y[r0..r1], masks, r0, scale);
+                };
+                if k + 1 == threads {
+                    job(); // the calling thread takes the last chunk
+                } else {
+                    handles.push(s.spawn(job));
+                }
+            }
+            for hnd in handles {
+                if let Err(e) = hnd.join() {
+                    std::panic::resume_unwind(e);
+                }
+            }
+        });
+        // Reduce in thread order: deterministic for a given thread count.
+        let dense = params.layout.dense_part();
+        grads.data.fill(0.0);
+        let mut stats = BatchStats::default();
+        let d = cfg.embed_dim;
+        for (k, ws) in self.workspaces.iter().enumerate() {
+            for (g, p) in grads.data[dense.clone()].iter_mut().zip(&ws.grads) {
+                *g += p;
+            }
+            stats += ws.stats;
+            let (r0, r1) = chunk(n, threads, k);
+            let b = r1 - r0;
+            let de = grads.tensor_mut(EMBEDDING);
+            for t in 0..t_len {
+                for bi in 0..b {
+                    let tok = ids[(r0 + bi) * t_len + t] as usize;
+                    let src = &ws.lstm.dx[(t * b + bi) * d..(t * b + bi + 1) * d];
+                    for (g, v) in de[tok * d..(tok + 1) * d].iter_mut().zip(src) {
+                        *g += v;
+                    }
+                }
+            }
+        }
+        stats
+    }
+
+    /// Logits for `[N, T]` ids (no dropout), written to `out` `[N]`. Both cores, chunked.
+    pub fn predict_logits(&mut self, params: &Params, ids: &[u32], out: &mut [f32]) {
+        let t_len = self.cfg.maxlen;
+        let n = out.len();
+        assert_eq!(ids.len(), n * t_len, "ids must be [n, maxlen]");
+        let w = LstmWeights {
+            kernel: params.tensor(KERNEL),
+            recurrent: params.tensor(RECURRENT),
+            bias: params.tensor(BIAS),
+            kernel_t: &self.kernel_t,
+            recurrent_t: &self.recurrent_t,
+        };
+        let (cfg, threads) = (&self.cfg, self.threads);
+        std::thread::scope(|s| {
+            let mut rest = &mut out[..];
+            let mut handles = Vec::new();
+            for (k, ws) in self.workspaces.iter_mut().enumerate() {
+                let (r0, r1) = chunk(n, threads, k);
+                let (mine, tail) = rest.split_at_mut(r1 - r0);
+                rest = tail;
+                let ids = &ids[r0 * t_len..r1 * t_len];
+                let mut job = move || {
+                    const EVAL_ROWS: usize = 64;
+                    for (ids, out) in ids.chunks(EVAL_ROWS * t_len).zip(mine.chunks_mut(EVAL_ROWS)) {
+                        ws.forward_chunk(cfg, params, &w, ids, None);
+                        out.copy_from_slice(&ws.logits[..out.len()]);
+                    }
+                };
+                if k + 1 == threads {
+                    job();
+                } else {
+                    handles.push(s.spawn(job));
+                }
+            }
+            for hnd in handles {
+                if let Err(e) = hnd.join() {
+                    std::panic::resume_unwind(e);
+                }
+            }
+        });
+    }
+
+    /// Loss and accuracy sums over a labelled set (no dropout).
+    pub fn evaluate(&mut self, params: &Params, ids: &[u32], y: &[f32]) -> (BatchStats, Vec<f32>) {
+        let mut logits = vec![0.0; y.len()];
+        self.predict_logits(params, ids, &mut logits);
+        let mut stats = BatchStats { count: y.len(), ..Default::default() };
+        for (&z, &label) in logits.iter().zip(y) {
+            stats.loss_sum += bce_from_logit(z as f64, label as f64);
+            stats.correct += ((z > 0.0) == (label > 0.5)) as usize;
+        }
+        (stats, logits)
+    }
+}
+
+/// The sub-slice of a `[B, G, W]` batch mask for rows `[r0, r0 + b)`.
+fn mask_rows(m: &Option<Vec<f32>>, groups: usize, width: usize, r0: usize, b: usize) -> Option<Mask<'_>> {
+    m.as_ref().map(|v| Mask { groups, data: &v[r0 * groups * width..(r0 + b) * groups * width] })
+}
+
+impl Workspace {
+    /// Embedding lookup, LSTM and dense forward for `ids` `[B, T]`; logits land in `self.logits`.
+    fn forward_chunk(&mut self, cfg: &ModelConfig, p: &Params, w: &LstmWeights, ids: &[u32], masks: Option<(Option<Mask>, Option<Mask>)>) {
+        let (t_len, d, h) = (cfg.maxlen, cfg.embed_dim, cfg.units);
+        let b = ids.len() / t_len;
+        self.lstm.prepare(t_len, b, d, h);
+        let emb = p.tensor(EMBEDDING);
+        // Time-major gather: row t*B + b holds the embedding of sequence b's token t.
+        for t in 0..t_len {
+            for bi in 0..b {
+                let tok = ids[bi * t_len + t] as usize;
+                self.lstm.x[(t * b + bi) * d..(t * b + bi + 1) * d].copy_from_slice(&emb[tok * d..(tok + 1) * d]);
+            }
+        }
+        let (xm, hm) = masks.unwrap_or((None, None));
+        self.lstm.forward(w, xm, hm);
+        let (wd, bd) = (p.tensor(DENSE_KERNEL), p.tensor(DENSE_BIAS)[0]);
+        self.logits.clear();
+        for hrow in self.lstm.output().chunks_exact(h) {
+            self.logits.push(hrow.iter().zip(wd).map(|(a, b)| a * b).sum::<f32>() + bd);
+        }
+    }
+
+    /// Forward + backward of one chunk; `scale` = 1 / (whole batch size) for the mean loss.
+    #[allow(clippy::too_many_arguments)]
+    fn train_chunk(&mut self, cfg: &ModelConfig, p: &Params, w: &LstmWeights, ids: &[u32], y: &[f32], masks: &BatchMasks, r0: usize, scale: f32) {
+        let (d, h) = (cfg.embed_dim, cfg.units);
+        let b = y.len();
+        let xm = mask_rows(&masks.x, masks.groups, d, r0, b);
+        let hm = mask_rows(&masks.h, masks.groups, h, r0, b);
+        self.forward_chunk(cfg, p, w, ids, Some((xm, hm)));
+        let wd = p.tensor(DENSE_KERNEL);
+        let layout = &p.layout;
+        let off = layout.dense_part().start;
+        let r = |i: usize| layout.ranges[i].start - off..layout.ranges[i].end - off;
+        self.dh.clear();
+        self.dh.resize(b * h, 0.0);
+        let mut stats = BatchStats { count: b, ..Default::default() };
+        let (gk, gb) = (r(DENSE_KERNEL), r(DENSE_BIAS));
+        for bi in 0..b {
+            let z = self.logits[bi];
+            stats.loss_sum += bce_from_logit(z as f64, y[bi] as f64);
+            stats.correct += ((z > 0.0) == (y[bi] > 0.5)) as usize;
+            // d(mean loss)/dz = (sigmoid(z) - y) / B.
+            let dz = ((1.0 / (1.0 + (-z as f64).exp())) as f32 - y[bi]) * scale;
+            let hrow = &self.lstm.output()[bi * h..(bi + 1) * h];
+            for (g, hv) in self.grads[gk.clone()].iter_mut().zip(hrow) {
+                *g += hv * dz;
+            }
+            self.grads[gb.start] += dz;
+            for (dh, wv) in self.dh[bi * h..(bi + 1) * h].iter_mut().zip(wd) {
+                *dh = wv * dz;
+            }
+        }
+        self.stats = stats;
+        let (gk, gr, gbias) = (r(KERNEL), r(RECURRENT), r(BIAS));
+        let (head, tail) = self.grads.split_at_mut(gr.start);
+        let (rec, tail) = tail.split_at_mut(gr.len());
+        let grads = LstmGrads { kernel: &mut head[gk], recurrent: rec, bias: &mut tail[..gbias.len()] };
+        self.lstm.backward(w, xm, hm, &self.dh, grads);
+    }
+}
