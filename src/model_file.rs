@@ -305,15 +305,16 @@ fn decode(bytes: &[u8]) -> Result<ModelFile> {
         bail!("truncated file: the header should be {header_len} bytes but only {available} bytes follow the length field");
     }
 
-    let st = SafeTensors::deserialize(bytes).map_err(|e| match e {
+    // read_metadata validates the header JSON and that the offsets are contiguous and cover the
+    // data section exactly, so every slice taken below is in bounds.
+    let (n, header) = SafeTensors::read_metadata(bytes).map_err(|e| match e {
         SafeTensorError::MetadataIncompleteBuffer => incomplete_buffer(bytes, header_len as usize),
         other => anyhow!(
             "not a valid safetensors file: {}",
             describe_st_error(&other)
         ),
     })?;
-    let (_, header) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| anyhow!("not a valid safetensors file: {}", describe_st_error(&e)))?;
+    let data = &bytes[8 + n..];
     let meta = header.metadata().as_ref().ok_or_else(|| {
         anyhow!("not an imdb-lstm model file (the safetensors header has no __metadata__)")
     })?;
@@ -351,7 +352,7 @@ fn decode(bytes: &[u8]) -> Result<ModelFile> {
 
     let expected = config.tensor_shapes();
     let wanted: HashSet<&str> = expected.iter().map(|(n, _)| *n).collect();
-    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+    let mut names: Vec<String> = header.tensors().into_keys().collect();
     names.sort();
     if let Some(extra) = names.iter().find(|n| !wanted.contains(n.as_str())) {
         bail!(
@@ -365,27 +366,27 @@ fn decode(bytes: &[u8]) -> Result<ModelFile> {
     }
     let mut tensors = Vec::with_capacity(expected.len());
     for (name, shape) in expected {
-        let view = st.tensor(name).map_err(|_| {
+        let info = header.info(name).ok_or_else(|| {
             anyhow!("tensor \"{name}\" is missing (expected shape {shape:?} for this config)")
         })?;
-        if view.dtype() != Dtype::F32 {
-            bail!(
-                "tensor \"{name}\" has dtype {:?}, expected F32",
-                view.dtype()
-            );
+        if info.dtype != Dtype::F32 {
+            bail!("tensor \"{name}\" has dtype {:?}, expected F32", info.dtype);
         }
-        if view.shape() != shape.as_slice() {
+        if info.shape != shape {
             bail!(
                 "tensor \"{name}\" has shape {:?}, expected {shape:?} for the config (num_words {}, embed_dim {}, units {})",
-                view.shape(),
+                info.shape,
                 config.num_words,
                 config.embed_dim,
                 config.units
             );
         }
+        let (start, end) = info.data_offsets;
+        let raw = data.get(start..end).ok_or_else(|| {
+            anyhow!("tensor \"{name}\" has data offsets {start}..{end} outside the data section")
+        })?;
         // chunks_exact: the data need not be 4-byte aligned inside the file.
-        let values: Vec<f32> = view
-            .data()
+        let values: Vec<f32> = raw
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
