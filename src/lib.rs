@@ -5,6 +5,7 @@
 //! (history, plots, model graph) and the command-line front end in `main.rs`.
 
 pub mod data;
+pub mod model_file;
 pub mod nn;
 pub mod report;
 pub mod train;

@@ -1,0 +1,632 @@
+//! The self-contained, versioned model file: one safetensors file holding the weights, the model
+//! configuration, the vocabulary and the text-preprocessing settings, so `predict` works on a
+//! machine that has never seen the dataset.
+//!
+//! Layout (the safetensors format, <https://github.com/huggingface/safetensors>): 8 bytes of
+//! little-endian u64 header length N, N bytes of JSON header, then the raw tensor data. Tensors are
+//! f32 little-endian, row-major, named and shaped as [`ModelConfig::tensor_shapes`] (Keras's layer
+//! weights, gate order i, f, c, o). The header's `__metadata__` holds string values: `format`,
+//! `format_version`, `config`, `preprocessing`, `vocabulary` and, when known, `training`.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Preprocessing;
+use crate::nn::ModelConfig;
+
+/// The value of the `format` metadata key; anything else is not our file.
+pub const FORMAT_NAME: &str = "imdb-lstm";
+/// The newest file layout this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Mirrors the safetensors crate's own limit, so we can tell "not safetensors" from "truncated".
+const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// Facts about the training run, stored in the file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingFacts {
+    /// Epochs trained.
+    pub epochs: usize,
+    /// The epoch (1-based) with the lowest val_loss, when there was validation data.
+    pub best_epoch: Option<usize>,
+    /// Last epoch's training loss.
+    pub loss: f64,
+    /// Last epoch's training accuracy.
+    pub accuracy: f64,
+    /// Last epoch's validation loss, if any.
+    pub val_loss: Option<f64>,
+    /// Last epoch's validation accuracy, if any.
+    pub val_accuracy: Option<f64>,
+    /// The seed the run used.
+    pub seed: u64,
+    /// When the model was saved, RFC 3339 in UTC (`2026-01-31T12:34:56Z`).
+    pub date: String,
+    /// The imdb-lstm version that trained it (`env!("CARGO_PKG_VERSION")`).
+    pub program_version: String,
+}
+
+impl TrainingFacts {
+    /// The current time as RFC 3339 UTC with whole seconds, e.g. `2026-01-31T12:34:56Z`.
+    pub fn now_date() -> String {
+        // A clock before 1970 is a misconfigured machine; report the epoch rather than fail a save.
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        rfc3339_utc(secs)
+    }
+}
+
+/// Formats seconds since the Unix epoch as RFC 3339 UTC (proleptic Gregorian calendar).
+pub fn rfc3339_utc(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let rem = unix_secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 -> (year, month, day); Howard Hinnant's `civil_from_days`, avoiding a
+/// date crate for one conversion.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11]
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Everything `predict` needs, in one value: what [`save`] writes and [`load`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelFile {
+    /// The model's shape and regularisation.
+    pub config: ModelConfig,
+    /// The text-to-ids settings training used.
+    pub preprocessing: Preprocessing,
+    /// Kept words in rank order (words[0] = rank 1 = id index_from + 1).
+    pub vocabulary: Vec<String>,
+    /// Facts about the training run, when the model was trained (absent for e.g. a fresh model).
+    pub training: Option<TrainingFacts>,
+    /// (name, shape, values), exactly in [`ModelConfig::tensor_shapes`] order, names and shapes.
+    pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+impl ModelFile {
+    /// The values of the tensor called `name`, if present.
+    pub fn tensor(&self, name: &str) -> Option<&[f32]> {
+        self.tensors
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v.as_slice())
+    }
+}
+
+/// Writes `model` to `path` as a safetensors file (see the module docs for the layout).
+///
+/// The model is validated first (tensor names, shapes and finiteness, vocabulary size), so a file
+/// that [`load`] would reject is never written. The bytes go to a temp file in the same folder,
+/// which is fsynced and renamed into place: a crash leaves the old file or the new one, never a
+/// half-written one.
+pub fn save(path: &Path, model: &ModelFile) -> Result<()> {
+    let shown = path.display();
+    check_config(&model.config).with_context(|| format!("cannot save model to {shown}"))?;
+    check_preprocessing(&model.config, &model.preprocessing)
+        .with_context(|| format!("cannot save model to {shown}"))?;
+    check_vocabulary(&model.config, &model.preprocessing, &model.vocabulary)
+        .with_context(|| format!("cannot save model to {shown}"))?;
+    if let Some(t) = &model.training {
+        check_training(t).with_context(|| format!("cannot save model to {shown}"))?;
+    }
+    let expected = model.config.tensor_shapes();
+    if model.tensors.len() != expected.len() {
+        bail!(
+            "cannot save model to {shown}: it has {} tensors, the config needs {} ({})",
+            model.tensors.len(),
+            expected.len(),
+            expected
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for ((name, shape, values), (want_name, want_shape)) in model.tensors.iter().zip(&expected) {
+        if name != want_name {
+            bail!("cannot save model to {shown}: tensor \"{name}\" is where \"{want_name}\" belongs (tensors must follow ModelConfig::tensor_shapes order)");
+        }
+        if shape != want_shape {
+            bail!("cannot save model to {shown}: tensor \"{name}\" has shape {shape:?}, the config needs {want_shape:?}");
+        }
+        let n: usize = shape.iter().product();
+        if values.len() != n {
+            bail!(
+                "cannot save model to {shown}: tensor \"{name}\" of shape {shape:?} has {} values, expected {n}",
+                values.len()
+            );
+        }
+        check_finite(name, values).with_context(|| format!("cannot save model to {shown}"))?;
+    }
+
+    let bytes = encode(model).with_context(|| format!("cannot save model to {shown}"))?;
+    write_atomically(path, &bytes)
+}
+
+/// Serialises the (already validated) model into safetensors bytes.
+fn encode(model: &ModelFile) -> Result<Vec<u8>> {
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), FORMAT_NAME.to_string());
+    meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+    meta.insert("config".to_string(), serde_json::to_string(&model.config)?);
+    meta.insert(
+        "preprocessing".to_string(),
+        serde_json::to_string(&model.preprocessing)?,
+    );
+    meta.insert(
+        "vocabulary".to_string(),
+        serde_json::to_string(&model.vocabulary)?,
+    );
+    if let Some(t) = &model.training {
+        meta.insert("training".to_string(), serde_json::to_string(t)?);
+    }
+
+    // Little-endian bytes regardless of the host, as the format requires.
+    let raw: Vec<Vec<u8>> = model
+        .tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(raw.len());
+    for ((name, shape, _), bytes) in model.tensors.iter().zip(&raw) {
+        let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+            .map_err(|e| anyhow!("tensor \"{name}\": {}", describe_st_error(&e)))?;
+        views.push((name.as_str(), view));
+    }
+    safetensors::serialize(views, &Some(meta)).map_err(|e| {
+        anyhow!(
+            "safetensors serialisation failed: {}",
+            describe_st_error(&e)
+        )
+    })
+}
+
+/// Writes `bytes` to a temp file next to `path`, fsyncs it, renames it over `path` and fsyncs the
+/// folder; removes the temp file on any failure.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let shown = path.display();
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("cannot save model to {shown}: the path has no file name"))?;
+    let dir: PathBuf = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        bail!(
+            "cannot save model to {shown}: folder {} does not exist (create it first)",
+            dir.display()
+        );
+    }
+    if !dir.is_dir() {
+        bail!(
+            "cannot save model to {shown}: {} is not a folder",
+            dir.display()
+        );
+    }
+    // Process id plus a counter: concurrent saves (threads or processes) never share a temp file.
+    static SAVES: AtomicUsize = AtomicUsize::new(0);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        SAVES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+
+    let result = (|| -> Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot create temp file {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write temp file {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot fsync temp file {}", tmp.display()))?;
+        drop(f);
+        fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} to {shown}", tmp.display()))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.context(format!("cannot save model to {shown}")));
+    }
+    // Make the rename itself durable; not every platform lets a folder be opened and synced,
+    // and the file is already complete, so a failure here is not an error.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads and validates a model file written by [`save`]; every problem is one clear line naming
+/// the path (and the tensor or version when relevant). Never panics, whatever the bytes.
+pub fn load(path: &Path) -> Result<ModelFile> {
+    let shown = path.display();
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => bail!(
+            "no such model file: {shown} (check the path, or train one with `imdb-lstm train`)"
+        ),
+        Err(e) => bail!("cannot read model file {shown}: {e}"),
+    };
+    decode(&bytes).map_err(|e| anyhow!("{shown}: {e:#}"))
+}
+
+/// Parses and validates the bytes of a model file; errors do not name the path (the caller adds it).
+fn decode(bytes: &[u8]) -> Result<ModelFile> {
+    let len = bytes.len();
+    if len == 0 {
+        bail!("the file is empty (0 bytes), not an imdb-lstm model file");
+    }
+    if len < 8 {
+        bail!("the file is only {len} bytes: truncated, or not a safetensors model file");
+    }
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&bytes[..8]);
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > MAX_HEADER_LEN {
+        bail!("not a safetensors file (its first 8 bytes give an impossible header length of {header_len} bytes)");
+    }
+    if len > 8 && bytes[8] != b'{' {
+        bail!("not a safetensors file (the header does not start with '{{')");
+    }
+    let available = (len - 8) as u64;
+    if header_len > available {
+        bail!("truncated file: the header should be {header_len} bytes but only {available} bytes follow the length field");
+    }
+
+    // read_metadata validates the header JSON and that the offsets are contiguous and cover the
+    // data section exactly, so every slice taken below is in bounds.
+    let (n, header) = SafeTensors::read_metadata(bytes).map_err(|e| match e {
+        SafeTensorError::MetadataIncompleteBuffer => incomplete_buffer(bytes, header_len as usize),
+        other => anyhow!(
+            "not a valid safetensors file: {}",
+            describe_st_error(&other)
+        ),
+    })?;
+    let data = &bytes[8 + n..];
+    let meta = header.metadata().as_ref().ok_or_else(|| {
+        anyhow!("not an imdb-lstm model file (the safetensors header has no __metadata__)")
+    })?;
+
+    match meta.get("format") {
+        Some(f) if f == FORMAT_NAME => {}
+        Some(f) => {
+            bail!("not an imdb-lstm model file (format is \"{f}\", expected \"{FORMAT_NAME}\")")
+        }
+        None => bail!("not an imdb-lstm model file (the metadata has no \"format\" key)"),
+    }
+    let version_text = meta
+        .get("format_version")
+        .ok_or_else(|| anyhow!("the metadata has no \"format_version\" key; this file is damaged or was not written by imdb-lstm"))?;
+    let version: u32 = version_text.trim().parse().map_err(|_| {
+        anyhow!("the format_version \"{version_text}\" is not a whole number; this file is damaged")
+    })?;
+    if version > FORMAT_VERSION {
+        bail!("this model file has format version {version}; this imdb-lstm reads version {FORMAT_VERSION}: upgrade imdb-lstm");
+    }
+    if version == 0 {
+        bail!("format version 0 does not exist (this imdb-lstm reads version {FORMAT_VERSION}); this file is damaged");
+    }
+
+    let config: ModelConfig = parse_json(meta, "config")?;
+    check_config(&config)?;
+    let preprocessing: Preprocessing = parse_json(meta, "preprocessing")?;
+    check_preprocessing(&config, &preprocessing)?;
+    let vocabulary: Vec<String> = parse_json(meta, "vocabulary")?;
+    check_vocabulary(&config, &preprocessing, &vocabulary)?;
+    let training: Option<TrainingFacts> = match meta.get("training") {
+        Some(_) => Some(parse_json(meta, "training")?),
+        None => None,
+    };
+
+    let expected = config.tensor_shapes();
+    let wanted: HashSet<&str> = expected.iter().map(|(n, _)| *n).collect();
+    let mut names: Vec<String> = header.tensors().into_keys().collect();
+    names.sort();
+    if let Some(extra) = names.iter().find(|n| !wanted.contains(n.as_str())) {
+        bail!(
+            "unexpected tensor \"{extra}\" (an imdb-lstm model has only {})",
+            expected
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut tensors = Vec::with_capacity(expected.len());
+    for (name, shape) in expected {
+        let info = header.info(name).ok_or_else(|| {
+            anyhow!("tensor \"{name}\" is missing (expected shape {shape:?} for this config)")
+        })?;
+        if info.dtype != Dtype::F32 {
+            bail!("tensor \"{name}\" has dtype {:?}, expected F32", info.dtype);
+        }
+        if info.shape != shape {
+            bail!(
+                "tensor \"{name}\" has shape {:?}, expected {shape:?} for the config (num_words {}, embed_dim {}, units {})",
+                info.shape,
+                config.num_words,
+                config.embed_dim,
+                config.units
+            );
+        }
+        let (start, end) = info.data_offsets;
+        let raw = data.get(start..end).ok_or_else(|| {
+            anyhow!("tensor \"{name}\" has data offsets {start}..{end} outside the data section")
+        })?;
+        // chunks_exact: the data need not be 4-byte aligned inside the file.
+        let values: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        check_finite(name, &values)?;
+        tensors.push((name.to_string(), shape, values));
+    }
+
+    Ok(ModelFile {
+        config,
+        preprocessing,
+        vocabulary,
+        training,
+        tensors,
+    })
+}
+
+/// Explains a header/data size mismatch: truncated data, or bytes beyond the last tensor.
+fn incomplete_buffer(bytes: &[u8], header_len: usize) -> anyhow::Error {
+    let have = bytes.len() - 8 - header_len;
+    let need = std::str::from_utf8(&bytes[8..8 + header_len])
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        .and_then(|v| {
+            v.as_object().map(|o| {
+                o.iter()
+                    .filter(|(k, _)| k.as_str() != "__metadata__")
+                    .filter_map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64())
+                    .max()
+                    .unwrap_or(0)
+            })
+        });
+    match need {
+        Some(need) if (have as u64) < need => anyhow!(
+            "truncated file: the tensors need {need} bytes of data but only {have} are present"
+        ),
+        Some(need) => anyhow!(
+            "not a valid safetensors file: {} bytes follow the last tensor ({need} bytes of data expected)",
+            have as u64 - need
+        ),
+        None => anyhow!("not a valid safetensors file: the tensor offsets do not cover the data"),
+    }
+}
+
+/// A readable sentence for each safetensors error.
+fn describe_st_error(e: &SafeTensorError) -> String {
+    match e {
+        SafeTensorError::InvalidHeader => "the header is not UTF-8 text".into(),
+        SafeTensorError::InvalidHeaderStart => "the header does not start with '{'".into(),
+        SafeTensorError::InvalidHeaderDeserialization => {
+            "the header is not valid safetensors JSON".into()
+        }
+        SafeTensorError::HeaderTooLarge => "the header length is impossibly large".into(),
+        SafeTensorError::HeaderTooSmall => {
+            "the file is shorter than the 8-byte length field".into()
+        }
+        SafeTensorError::InvalidHeaderLength => {
+            "the header length runs past the end of the file".into()
+        }
+        SafeTensorError::TensorNotFound(n) => format!("tensor \"{n}\" not found"),
+        SafeTensorError::TensorInvalidInfo => {
+            "a tensor's shape and dtype do not match its data size".into()
+        }
+        SafeTensorError::InvalidOffset(n) => {
+            format!("tensor \"{n}\" has invalid data offsets (not contiguous)")
+        }
+        SafeTensorError::IoError(e) => format!("I/O error: {e}"),
+        SafeTensorError::JsonError(e) => format!("JSON error: {e}"),
+        SafeTensorError::InvalidTensorView(d, s, n) => {
+            format!("a {d:?} tensor of shape {s:?} cannot hold {n} bytes")
+        }
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "the tensor offsets do not cover the data exactly".into()
+        }
+        SafeTensorError::ValidationOverflow => "a tensor's size overflows".into(),
+        #[allow(unreachable_patterns)]
+        other => format!("{other:?}"),
+    }
+}
+
+/// Parses the JSON string stored under metadata `key`.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    meta: &HashMap<String, String>,
+    key: &str,
+) -> Result<T> {
+    let text = meta
+        .get(key)
+        .ok_or_else(|| anyhow!("the metadata has no \"{key}\" entry; this file is damaged"))?;
+    serde_json::from_str(text).map_err(|e| {
+        anyhow!(
+            "the \"{key}\" metadata is not valid JSON for this version ({e}); this file is damaged"
+        )
+    })
+}
+
+/// Sizes must be positive and small enough that every tensor size fits in memory arithmetic, so
+/// `tensor_shapes` and the parameter count cannot overflow on a crafted file.
+fn check_config(c: &ModelConfig) -> Result<()> {
+    for (name, v) in [
+        ("num_words", c.num_words),
+        ("embed_dim", c.embed_dim),
+        ("units", c.units),
+        ("maxlen", c.maxlen),
+    ] {
+        if v == 0 {
+            bail!("config {name} is 0; it must be at least 1");
+        }
+        if v > (1 << 28) {
+            bail!("config {name} is {v}, which is implausibly large");
+        }
+    }
+    let sizes = [
+        c.num_words.checked_mul(c.embed_dim),
+        c.units
+            .checked_mul(4)
+            .and_then(|g| g.checked_mul(c.embed_dim + c.units + 1)),
+    ];
+    if sizes.iter().any(|s| s.is_none_or(|n| n > (1 << 34))) {
+        bail!(
+            "config sizes (num_words {}, embed_dim {}, units {}) give implausibly large tensors",
+            c.num_words,
+            c.embed_dim,
+            c.units
+        );
+    }
+    for (name, p) in [
+        ("dropout", c.dropout),
+        ("recurrent_dropout", c.recurrent_dropout),
+    ] {
+        if !(0.0..1.0).contains(&p) {
+            bail!("config {name} is {p}; it must be in [0, 1)");
+        }
+    }
+    Ok(())
+}
+
+/// Every id the preprocessing can emit must index the embedding table, or `predict` would read
+/// past it; and the sequence length must be the one the model was built for.
+fn check_preprocessing(c: &ModelConfig, p: &Preprocessing) -> Result<()> {
+    if p.num_words != c.num_words {
+        bail!(
+            "preprocessing num_words {} differs from the model's num_words {}",
+            p.num_words,
+            c.num_words
+        );
+    }
+    if p.maxlen != c.maxlen {
+        bail!(
+            "preprocessing maxlen {} differs from the model's maxlen {}",
+            p.maxlen,
+            c.maxlen
+        );
+    }
+    for (name, id) in [
+        ("pad_id", p.pad_id),
+        ("start_id", p.start_id),
+        ("oov_id", p.oov_id),
+    ] {
+        if id as usize >= c.num_words {
+            bail!(
+                "preprocessing {name} {id} is not below num_words {}",
+                c.num_words
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The vocabulary must fit the ids below num_words and be unambiguous.
+fn check_vocabulary(c: &ModelConfig, p: &Preprocessing, vocab: &[String]) -> Result<()> {
+    let max = c.num_words.saturating_sub(p.index_from as usize + 1);
+    if vocab.len() > max {
+        bail!(
+            "the vocabulary has {} words but num_words {} with index_from {} allows at most {max}",
+            vocab.len(),
+            c.num_words,
+            p.index_from
+        );
+    }
+    let mut seen = HashSet::with_capacity(vocab.len());
+    for (i, w) in vocab.iter().enumerate() {
+        if !seen.insert(w.as_str()) {
+            bail!(
+                "the vocabulary lists the word {w:?} twice (again at rank {})",
+                i + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Non-finite metrics would not survive JSON (serde_json writes them as null).
+fn check_training(t: &TrainingFacts) -> Result<()> {
+    let values = [
+        ("loss", Some(t.loss)),
+        ("accuracy", Some(t.accuracy)),
+        ("val_loss", t.val_loss),
+        ("val_accuracy", t.val_accuracy),
+    ];
+    for (name, v) in values {
+        if let Some(v) = v {
+            if !v.is_finite() {
+                bail!("training fact {name} is {v}; only finite values can be stored");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A NaN or infinite weight means a diverged or corrupted model; refuse it by name and index.
+fn check_finite(name: &str, values: &[f32]) -> Result<()> {
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "tensor \"{name}\" has a non-finite weight ({}) at index {i}",
+            values[i]
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_utc(4_107_542_399), "2100-02-28T23:59:59Z");
+        assert_eq!(rfc3339_utc(4_107_542_400), "2100-03-01T00:00:00Z");
+    }
+
+    #[test]
+    fn now_date_is_rfc3339_shaped() {
+        let d = TrainingFacts::now_date();
+        assert_eq!(d.len(), 20, "{d}");
+        assert!(
+            d.ends_with('Z') && &d[4..5] == "-" && &d[10..11] == "T",
+            "{d}"
+        );
+        assert!(d.as_str() >= "2024", "{d}");
+    }
+}
