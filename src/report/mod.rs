@@ -4,6 +4,10 @@
 //! (the plot text uses a DejaVu Sans face embedded in the binary).
 
 pub mod atomic;
+pub mod graph;
 pub mod history_files;
+pub mod plot;
 
+pub use graph::write_model_graph;
 pub use history_files::{read_history, write_history};
+pub use plot::{plot_history, redraw};
