@@ -1,0 +1,121 @@
+//! history.json and history.csv: the run's per-epoch metrics on disk.
+
+use super::atomic::write_atomic;
+use crate::train::history::{EpochRecord, History};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// File name of the JSON history inside a run folder.
+pub const HISTORY_JSON: &str = "history.json";
+/// File name of the CSV history inside a run folder.
+pub const HISTORY_CSV: &str = "history.csv";
+/// The CSV header; kept stable so spreadsheets and scripts can rely on it.
+pub const CSV_HEADER: &str = "epoch,loss,accuracy,val_loss,val_accuracy,seconds";
+
+/// history.json (serde of `History`, pretty) and history.csv with the stable header
+/// `epoch,loss,accuracy,val_loss,val_accuracy,seconds` (empty cell when a val value is None),
+/// both written atomically (temp file in the same folder, then rename).
+///
+/// JSON cannot hold NaN or infinity; serde_json writes them as `null`, which
+/// [`read_history`] reads back as NaN (or None for the validation fields).
+pub fn write_history(dir: &Path, history: &History) -> Result<()> {
+    if !dir.is_dir() {
+        bail!(
+            "run folder {} does not exist; create it before writing the history",
+            dir.display()
+        );
+    }
+    let json = serde_json::to_string_pretty(history).context("cannot serialise the history")?;
+    write_atomic(&dir.join(HISTORY_JSON), format!("{json}\n").as_bytes())?;
+    write_atomic(&dir.join(HISTORY_CSV), history_csv(history).as_bytes())?;
+    Ok(())
+}
+
+/// The CSV text of a history: header, then one line per epoch, `\n` line ends.
+/// Numbers use Rust's shortest round-trip form, so the CSV loses no precision.
+pub fn history_csv(history: &History) -> String {
+    let mut out = String::with_capacity(64 * (history.epochs.len() + 1));
+    out.push_str(CSV_HEADER);
+    out.push('\n');
+    let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for e in &history.epochs {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            e.epoch,
+            e.loss,
+            e.accuracy,
+            opt(e.val_loss),
+            opt(e.val_accuracy),
+            e.seconds
+        );
+    }
+    out
+}
+
+/// One epoch as stored on disk: like `EpochRecord`, but tolerant of the `null`s
+/// serde_json writes for non-finite numbers.
+#[derive(Deserialize)]
+struct StoredEpoch {
+    epoch: usize,
+    loss: Option<f64>,
+    accuracy: Option<f64>,
+    #[serde(default)]
+    val_loss: Option<f64>,
+    #[serde(default)]
+    val_accuracy: Option<f64>,
+    seconds: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct StoredHistory {
+    epochs: Vec<StoredEpoch>,
+}
+
+/// Read a history from a run folder (its history.json) or from a JSON file path.
+/// Errors name the file and say whether it is missing, not JSON, or not a history.
+pub fn read_history(dir_or_file: &Path) -> Result<History> {
+    let path: PathBuf = if dir_or_file.is_dir() {
+        dir_or_file.join(HISTORY_JSON)
+    } else {
+        dir_or_file.to_path_buf()
+    };
+    if !path.exists() {
+        bail!(
+            "history file {} not found; pass a run folder that holds {HISTORY_JSON} (written by training)",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read history file {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "history file {} is not valid JSON; it may be truncated or not a history file",
+            path.display()
+        )
+    })?;
+    let stored: StoredHistory = serde_json::from_value(value).with_context(|| {
+        format!(
+            "history file {} is JSON but not a history: expected {{\"epochs\": [{{\"epoch\", \"loss\", \"accuracy\", \"val_loss\", \"val_accuracy\", \"seconds\"}}, ...]}}",
+            path.display()
+        )
+    })?;
+    let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    Ok(History {
+        epochs: stored
+            .epochs
+            .into_iter()
+            .map(|e| EpochRecord {
+                epoch: e.epoch,
+                loss: nan(e.loss),
+                accuracy: nan(e.accuracy),
+                val_loss: e.val_loss,
+                val_accuracy: e.val_accuracy,
+                seconds: nan(e.seconds),
+            })
+            .collect(),
+    })
+}
