@@ -1,3 +1,203 @@
-//! Training: the fit loop (shuffle, batches, validation, history).
+//! Training: Keras's `model.fit` for this network — shuffle every epoch, batches, dropout
+//! masks, Adam, validation after each epoch, history.
 
 pub mod history;
+pub mod progress;
+
+use crate::nn::adam::{Adam, AdamConfig};
+use crate::nn::model::BatchStats;
+use crate::nn::{BatchMasks, Engine, ModelConfig, Params};
+use history::{EpochRecord, History};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// How dropout masks are shared between the LSTM's four gates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskMode {
+    /// A separate mask per gate (Keras 2's implementation 1; the default).
+    PerGate,
+    /// One mask shared by the four gates (Keras 3's behaviour; one GEMM per step instead of four).
+    Shared,
+}
+
+impl MaskMode {
+    pub fn groups(self) -> usize {
+        match self {
+            MaskMode::PerGate => 4,
+            MaskMode::Shared => 1,
+        }
+    }
+}
+
+/// How to fit, with Keras's defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training data (default 2).
+    pub epochs: usize,
+    /// Sequences per gradient step (default 32).
+    pub batch_size: usize,
+    /// Adam's settings (Keras defaults).
+    pub adam: AdamConfig,
+    /// The only source of randomness: initialisation, shuffling, dropout (default 1337).
+    pub seed: u64,
+    /// Worker threads; the batch is split across them (default: all cores).
+    pub threads: usize,
+    /// Dropout mask sharing (default per-gate).
+    pub mask_mode: MaskMode,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 2,
+            batch_size: 32,
+            adam: AdamConfig::default(),
+            seed: 1337,
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            mask_mode: MaskMode::PerGate,
+        }
+    }
+}
+
+/// Independent random streams derived from the one seed.
+pub fn rng_for(seed: u64, purpose: u64) -> Pcg64 {
+    Pcg64::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ purpose)
+}
+/// Stream ids for [`rng_for`].
+pub const RNG_INIT: u64 = 1;
+pub const RNG_TRAIN: u64 = 2;
+
+/// A labelled set of padded sequences: `x` is `[n, maxlen]`, `y` is `[n]` (1.0 = positive).
+#[derive(Clone, Copy, Debug)]
+pub struct Split<'a> {
+    pub x: &'a [u32],
+    pub y: &'a [f32],
+}
+
+/// Everything that changes during training: enough to resume exactly.
+#[derive(Clone, Debug)]
+pub struct TrainState {
+    pub params: Params,
+    pub adam: Adam,
+    /// Shuffling and dropout draws.
+    pub rng: Pcg64,
+    pub history: History,
+}
+
+impl TrainState {
+    /// Fresh weights (Keras's initialisers) from the seed.
+    pub fn new(model: &ModelConfig, cfg: &TrainConfig) -> TrainState {
+        let params = Params::init(model, &mut rng_for(cfg.seed, RNG_INIT));
+        let adam = Adam::new(cfg.adam.clone(), params.data.len());
+        TrainState { params, adam, rng: rng_for(cfg.seed, RNG_TRAIN), history: History::default() }
+    }
+
+    /// Epochs completed so far.
+    pub fn epochs_done(&self) -> usize {
+        self.history.epochs.len()
+    }
+}
+
+/// Called as training goes, for progress display.
+pub trait Observer {
+    /// After each batch: 1-based step of `steps`, and the epoch's running means so far.
+    fn on_batch(&mut self, _epoch: usize, _step: usize, _steps: usize, _loss: f64, _accuracy: f64) {}
+    /// After each epoch, with its record.
+    fn on_epoch_end(&mut self, _record: &EpochRecord, _epochs: usize) {}
+}
+
+/// An observer that shows nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Draws one batch's dropout masks: `[B, G, width]`, each 0 or 1/(1-rate).
+fn draw_mask(rng: &mut Pcg64, rows: usize, groups: usize, width: usize, rate: f32, out: &mut Vec<f32>) {
+    let keep = 1.0 - rate;
+    let scale = 1.0 / keep;
+    out.clear();
+    out.extend((0..rows * groups * width).map(|_| if rng.gen::<f32>() < keep { scale } else { 0.0 }));
+}
+
+/// One epoch: shuffle, train on every batch, then validate. Appends to `state.history`.
+/// Stops with an error naming the epoch and step if the loss becomes NaN or infinite; the
+/// state is then left as it was after the last good step.
+pub fn run_epoch(
+    state: &mut TrainState,
+    engine: &mut Engine,
+    model: &ModelConfig,
+    cfg: &TrainConfig,
+    train: Split,
+    val: Option<Split>,
+    obs: &mut dyn Observer,
+) -> anyhow::Result<EpochRecord> {
+    let start = Instant::now();
+    let t_len = model.maxlen;
+    let n = train.y.len();
+    anyhow::ensure!(n > 0, "no training sequences");
+    let epoch = state.epochs_done() + 1;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut state.rng);
+    let steps = n.div_ceil(cfg.batch_size);
+    let mut grads = Params::zeros(model);
+    let mut masks = BatchMasks { groups: cfg.mask_mode.groups(), x: None, h: None };
+    let (mut xbuf, mut ybuf) = (Vec::with_capacity(cfg.batch_size * t_len), Vec::with_capacity(cfg.batch_size));
+    let (mut mx, mut mh) = (Vec::new(), Vec::new());
+    let mut total = BatchStats::default();
+    engine.refresh(&state.params);
+    for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+        xbuf.clear();
+        ybuf.clear();
+        for &i in idx {
+            xbuf.extend_from_slice(&train.x[i * t_len..(i + 1) * t_len]);
+            ybuf.push(train.y[i]);
+        }
+        let groups = masks.groups;
+        masks.x = (model.dropout > 0.0).then(|| {
+            draw_mask(&mut state.rng, idx.len(), groups, model.embed_dim, model.dropout, &mut mx);
+            std::mem::take(&mut mx)
+        });
+        masks.h = (model.recurrent_dropout > 0.0).then(|| {
+            draw_mask(&mut state.rng, idx.len(), groups, model.units, model.recurrent_dropout, &mut mh);
+            std::mem::take(&mut mh)
+        });
+        let stats = engine.train_batch(&state.params, &xbuf, &ybuf, &masks, &mut grads);
+        if let Some(v) = masks.x.take() {
+            mx = v;
+        }
+        if let Some(v) = masks.h.take() {
+            mh = v;
+        }
+        anyhow::ensure!(
+            stats.loss_sum.is_finite() && grads.data.iter().all(|g| g.is_finite()),
+            "the loss became {} at epoch {epoch}, step {}/{steps}; try a lower --learning-rate",
+            stats.loss_sum / stats.count as f64,
+            step + 1
+        );
+        state.adam.update(&mut state.params.data, &grads.data, cfg.threads);
+        engine.refresh(&state.params);
+        total += stats;
+        obs.on_batch(epoch, step + 1, steps, total.loss_sum / total.count as f64, total.correct as f64 / total.count as f64);
+    }
+    let (val_loss, val_accuracy) = match val {
+        Some(v) if !v.y.is_empty() => {
+            let (s, _) = engine.evaluate(&state.params, v.x, v.y);
+            (Some(s.loss_sum / s.count as f64), Some(s.correct as f64 / s.count as f64))
+        }
+        _ => (None, None),
+    };
+    let record = EpochRecord {
+        epoch,
+        loss: total.loss_sum / total.count as f64,
+        accuracy: total.correct as f64 / total.count as f64,
+        val_loss,
+        val_accuracy,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    state.history.epochs.push(record.clone());
+    obs.on_epoch_end(&record, cfg.epochs);
+    Ok(record)
+}

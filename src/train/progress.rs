@@ -1,0 +1,79 @@
+//! Keras-like progress output: a bar on stderr when it is a terminal, one line per epoch
+//! otherwise (logs, CI), one JSON object per epoch on stdout with `--log-format json`, or
+//! nothing with `--quiet`.
+
+use super::history::EpochRecord;
+use super::Observer;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{IsTerminal, Write};
+
+/// How training reports itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// A progress bar on a terminal, else one line per epoch (Keras's verbose=1 / verbose=2).
+    Text,
+    /// One JSON object per epoch on stdout.
+    Json,
+}
+
+/// The observer the command line uses.
+pub struct Progress {
+    format: LogFormat,
+    quiet: bool,
+    bar: Option<ProgressBar>,
+    interactive: bool,
+}
+
+impl Progress {
+    pub fn new(format: LogFormat, quiet: bool) -> Progress {
+        Progress { format, quiet, bar: None, interactive: std::io::stderr().is_terminal() }
+    }
+
+    /// Remove the bar (on interrupt or error) so the next message starts on a clean line.
+    pub fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// "loss: 0.4580 - accuracy: 0.7831 - val_loss: ..." as Keras prints it.
+pub fn metrics_line(r: &EpochRecord) -> String {
+    let mut s = format!("loss: {:.4} - accuracy: {:.4}", r.loss, r.accuracy);
+    if let (Some(vl), Some(va)) = (r.val_loss, r.val_accuracy) {
+        s += &format!(" - val_loss: {vl:.4} - val_accuracy: {va:.4}");
+    }
+    s
+}
+
+impl Observer for Progress {
+    fn on_batch(&mut self, epoch: usize, step: usize, steps: usize, loss: f64, accuracy: f64) {
+        if self.quiet || self.format == LogFormat::Json || !self.interactive {
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            eprintln!("Epoch {epoch}");
+            let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr_with_hz(10));
+            bar.set_style(ProgressStyle::with_template("{pos:>5}/{len} [{bar:30.cyan/blue}] - ETA {eta} - {msg}").expect("static template").progress_chars("=> "));
+            bar
+        });
+        bar.set_position(step as u64);
+        if step == steps || step % 8 == 0 {
+            bar.set_message(format!("loss: {loss:.4} - accuracy: {accuracy:.4}"));
+        }
+    }
+
+    fn on_epoch_end(&mut self, r: &EpochRecord, epochs: usize) {
+        self.clear();
+        if self.quiet {
+            return;
+        }
+        match self.format {
+            LogFormat::Json => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
+            }
+            LogFormat::Text => eprintln!("Epoch {}/{epochs} - {:.1}s - {}", r.epoch, r.seconds, metrics_line(r)),
+        }
+    }
+}
