@@ -62,10 +62,24 @@ fn real_dataset_counts_and_timing() {
     assert_eq!(d.train.x.len(), 25_000 * 80);
     assert_eq!(d.train.y.iter().filter(|&&y| y == 1.0).count(), 12_500);
     assert!(d.train.x.iter().all(|&id| (id as usize) < pre.num_words));
+    let elapsed = (t_load, t_prep, t0.elapsed());
+
+    // The prepared rows are a permutation of each review encoded on its own (the path `predict` uses).
+    for (split, enc) in [(&raw.train, &d.train), (&raw.test, &d.test)] {
+        let mut want: Vec<(Vec<u32>, u8)> = split
+            .iter()
+            .map(|r| (pre.encode_padded(&d.vocab, &r.text), r.label))
+            .collect();
+        let mut got: Vec<(Vec<u32>, u8)> = (0..enc.len())
+            .map(|i| (enc.row(i).to_vec(), enc.y[i] as u8))
+            .collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert!(want == got, "prepared rows differ from per-review encoding");
+    }
+    let (t_load, t_prep, total) = elapsed;
     eprintln!(
         "real data: load {:.2?}, vocabulary + encode + shuffle + pad {:.2?}, total {:.2?}",
-        t_load,
-        t_prep,
-        t0.elapsed()
+        t_load, t_prep, total
     );
 }

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 
 use super::archive::{RawDataset, Review};
 use super::tokenize::{TOKENIZER_NAME, TOKENIZER_VERSION};
-use super::vocab::Vocabulary;
+use super::vocab::{rank_to_id, Vocabulary};
 use super::{Preprocessing, Side};
 
 /// Keras `pad_sequences`: a flat row-major `[seqs.len(), maxlen]` buffer. Truncating `Pre` keeps
@@ -228,9 +228,19 @@ pub fn prepare(raw: &RawDataset, pre: &Preprocessing, seed: u64) -> Result<Datas
         !raw.test.is_empty(),
         "no test reviews to prepare: check the data path"
     );
-    let full = Vocabulary::build(raw.train.iter().map(|r| r.text.as_str()));
+    let texts: Vec<&str> = raw.train.iter().map(|r| r.text.as_str()).collect();
+    let (full, ranks) = Vocabulary::build_with_ranks(&texts);
     let vocab = full.kept(pre);
-    let train_seqs = encode_all(&raw.train, &vocab, pre);
+    // The training texts were tokenised while counting; only the ids remain to be mapped.
+    let train_seqs: Vec<Vec<u32>> = ranks
+        .into_iter()
+        .map(|r| {
+            let mut ids = Vec::with_capacity(r.len() + 1);
+            ids.push(pre.start_id);
+            ids.extend(r.into_iter().map(|r| rank_to_id(r, pre)));
+            ids
+        })
+        .collect();
     let test_seqs = encode_all(&raw.test, &vocab, pre);
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
     let train = shuffle_and_pad(train_seqs, &raw.train, pre, &mut rng);

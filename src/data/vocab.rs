@@ -83,36 +83,112 @@ fn count_into<'a>(counts: &mut WordMap<u64>, texts: impl IntoIterator<Item = &'a
     }
 }
 
+/// Runs `work` on the first and second half of `texts`, the second on a scoped thread.
+fn on_two_threads<'a, T: Send>(texts: &[&'a str], work: impl Fn(&[&'a str]) -> T + Sync) -> (T, T) {
+    let (first, second) = texts.split_at(texts.len() / 2);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| work(second));
+        let a = work(first);
+        // A panic in the worker can only be a bug here; propagate it.
+        let b = other
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (a, b)
+    })
+}
+
+/// Texts as local word ids, with the local words and their counts.
+struct Interned {
+    words: Vec<String>,
+    counts: Vec<u64>,
+    seqs: Vec<Vec<u32>>,
+}
+
+/// Tokenises `texts` once, giving each distinct token a local id in order of first appearance.
+fn intern(texts: &[&str]) -> Interned {
+    let mut index: WordMap<u32> = WordMap::default();
+    let mut words: Vec<String> = Vec::new();
+    let mut counts: Vec<u64> = Vec::new();
+    let mut seqs = Vec::with_capacity(texts.len());
+    for text in texts {
+        let mut seq = Vec::with_capacity(text.len() / 5);
+        for_each_token(text, |tok| {
+            let id = match index.get(tok) {
+                Some(&i) => i,
+                None => {
+                    let i = words.len() as u32;
+                    index.insert(tok.to_string(), i);
+                    words.push(tok.to_string());
+                    counts.push(0);
+                    i
+                }
+            };
+            counts[id as usize] += 1;
+            seq.push(id);
+        });
+        seqs.push(seq);
+    }
+    Interned {
+        words,
+        counts,
+        seqs,
+    }
+}
+
 impl Vocabulary {
     /// Counts tokens over `texts` (the training texts only) and ranks them by descending count, ties
     /// by ascending token (code-point order). Keeps every word. Counting runs on two threads.
     pub fn build<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
         let texts: Vec<&str> = texts.into_iter().collect();
-        let mid = texts.len() / 2;
-        let (first, second) = texts.split_at(mid);
-        let mut counts = std::thread::scope(|s| {
-            let other = s.spawn(|| {
-                let mut c = WordMap::default();
-                count_into(&mut c, second.iter().copied());
-                c
-            });
+        let (a, b) = on_two_threads(&texts, |part| {
             let mut c = WordMap::default();
-            count_into(&mut c, first.iter().copied());
-            // A panic in the counting thread can only be a bug here; propagate it.
-            let c2 = other
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            (c, c2)
+            count_into(&mut c, part.iter().copied());
+            c
         });
-        let (mut merged, rest) = if counts.0.len() >= counts.1.len() {
-            (std::mem::take(&mut counts.0), std::mem::take(&mut counts.1))
-        } else {
-            (std::mem::take(&mut counts.1), std::mem::take(&mut counts.0))
-        };
+        let (mut merged, rest) = if a.len() >= b.len() { (a, b) } else { (b, a) };
         for (w, c) in rest {
             *merged.entry(w).or_insert(0) += c;
         }
-        let mut ranked: Vec<(String, u64)> = merged.into_iter().collect();
+        Self::from_counts(merged)
+    }
+
+    /// Like [`Vocabulary::build`], and also returns each text's tokens as 1-based ranks in the
+    /// returned (full) vocabulary, so the training texts are tokenised once, not twice.
+    pub fn build_with_ranks(texts: &[&str]) -> (Self, Vec<Vec<u32>>) {
+        let (a, b) = on_two_threads(texts, intern);
+        let mut merged: WordMap<u64> =
+            WordMap::with_capacity_and_hasher(a.words.len().max(b.words.len()), Default::default());
+        for part in [&a, &b] {
+            for (w, &c) in part.words.iter().zip(&part.counts) {
+                if let Some(t) = merged.get_mut(w.as_str()) {
+                    *t += c;
+                } else {
+                    merged.insert(w.clone(), c);
+                }
+            }
+        }
+        let vocab = Self::from_counts(merged);
+        let mut seqs = Vec::with_capacity(texts.len());
+        for part in [a, b] {
+            // Every interned word was counted, so it has a rank.
+            let to_rank: Vec<u32> = part
+                .words
+                .iter()
+                .map(|w| vocab.rank.get(w.as_str()).copied().unwrap_or(0))
+                .collect();
+            for mut seq in part.seqs {
+                for x in seq.iter_mut() {
+                    *x = to_rank[*x as usize];
+                }
+                seqs.push(seq);
+            }
+        }
+        (vocab, seqs)
+    }
+
+    /// Ranks words by descending count, ties by ascending word.
+    fn from_counts(counts: WordMap<u64>) -> Self {
+        let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Self::from_words(ranked.into_iter().map(|(w, _)| w).collect())
     }
@@ -161,14 +237,7 @@ impl Vocabulary {
     /// The id of one token: rank + index_from, or `oov_id` when unknown or the id is >= num_words.
     pub fn token_id(&self, tok: &str, pre: &Preprocessing) -> u32 {
         match self.rank.get(tok) {
-            Some(&r) => {
-                let id = r as u64 + pre.index_from as u64;
-                if id < pre.num_words as u64 {
-                    id as u32
-                } else {
-                    pre.oov_id
-                }
-            }
+            Some(&r) => rank_to_id(r, pre),
             None => pre.oov_id,
         }
     }
@@ -179,6 +248,17 @@ impl Vocabulary {
         ids.push(pre.start_id);
         for_each_token(text, |tok| ids.push(self.token_id(tok, pre)));
         ids
+    }
+}
+
+/// The id of the word of 1-based rank `rank`: rank + index_from, or `oov_id` when that id is
+/// >= num_words.
+pub fn rank_to_id(rank: u32, pre: &Preprocessing) -> u32 {
+    let id = rank as u64 + pre.index_from as u64;
+    if id < pre.num_words as u64 {
+        id as u32
+    } else {
+        pre.oov_id
     }
 }
 
@@ -223,6 +303,25 @@ mod tests {
         let expect: Vec<String> = ranked.into_iter().map(|(w, _)| w).collect();
         assert_eq!(v.words(), expect.as_slice());
         assert_eq!(v.words()[0], "common");
+    }
+
+    #[test]
+    fn build_with_ranks_matches_build_and_encode() {
+        let texts: Vec<String> = (0..203)
+            .map(|i| format!("w{} The the x{} <br />É{}", i % 11, i % 5, i % 3))
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+        let (v, ranks) = Vocabulary::build_with_ranks(&refs);
+        assert_eq!(v, Vocabulary::build(refs.iter().copied()));
+        assert_eq!(ranks.len(), texts.len());
+        for p in [pre(6), pre(12), pre(5000)] {
+            for (t, r) in refs.iter().zip(&ranks) {
+                let mut ids = vec![p.start_id];
+                ids.extend(r.iter().map(|&r| rank_to_id(r, &p)));
+                assert_eq!(ids, v.encode(t, &p), "{t}");
+            }
+        }
+        assert!(ranks.iter().flatten().all(|&r| r >= 1));
     }
 
     #[test]
