@@ -1,0 +1,249 @@
+//! Padded id sequences and the prepared dataset (Keras `imdb.load_data` + `pad_sequences`).
+
+use anyhow::{bail, ensure, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::archive::{RawDataset, Review};
+use super::tokenize::{TOKENIZER_NAME, TOKENIZER_VERSION};
+use super::vocab::{rank_to_id, Vocabulary};
+use super::{Preprocessing, Side};
+
+/// Keras `pad_sequences`: a flat row-major `[seqs.len(), maxlen]` buffer. Truncating `Pre` keeps
+/// the last `maxlen` ids, `Post` the first; padding `Pre` puts `value` in front, `Post` at the end.
+pub fn pad_sequences(
+    seqs: &[Vec<u32>],
+    maxlen: usize,
+    padding: Side,
+    truncating: Side,
+    value: u32,
+) -> Vec<u32> {
+    let mut out = vec![value; seqs.len() * maxlen];
+    for (row, s) in out.chunks_exact_mut(maxlen.max(1)).zip(seqs) {
+        pad_into(row, s, padding, truncating);
+    }
+    out
+}
+
+/// Writes `seq`, truncated and aligned, into `row` (already filled with the padding value).
+fn pad_into(row: &mut [u32], seq: &[u32], padding: Side, truncating: Side) {
+    let maxlen = row.len();
+    let kept = if seq.len() > maxlen {
+        match truncating {
+            Side::Pre => &seq[seq.len() - maxlen..],
+            Side::Post => &seq[..maxlen],
+        }
+    } else {
+        seq
+    };
+    match padding {
+        Side::Pre => row[maxlen - kept.len()..].copy_from_slice(kept),
+        Side::Post => row[..kept.len()].copy_from_slice(kept),
+    }
+}
+
+/// One split as model input: `x` is `[len, maxlen]` row-major ids, `y` the labels (1.0 = positive).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    /// Flat `[n, maxlen]` ids.
+    pub x: Vec<u32>,
+    /// `[n]` labels, 1.0 for positive, 0.0 for negative.
+    pub y: Vec<f32>,
+    /// Row length.
+    pub maxlen: usize,
+}
+
+impl Encoded {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// True when there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// The ids of example `i` (panics if `i >= len()`, like slice indexing).
+    pub fn row(&self, i: usize) -> &[u32] {
+        &self.x[i * self.maxlen..(i + 1) * self.maxlen]
+    }
+
+    /// The examples at `idx`, in that order (repeats allowed; panics on an index out of range).
+    pub fn subset(&self, idx: &[usize]) -> Encoded {
+        let mut x = Vec::with_capacity(idx.len() * self.maxlen);
+        let mut y = Vec::with_capacity(idx.len());
+        for &i in idx {
+            x.extend_from_slice(self.row(i));
+            y.push(self.y[i]);
+        }
+        Encoded {
+            x,
+            y,
+            maxlen: self.maxlen,
+        }
+    }
+
+    /// Keras `validation_split`: keeps the first `floor(n * (1 - fraction))` examples in `self` and
+    /// returns the rest (the LAST fraction of the data) as the validation set. `fraction` must be in
+    /// [0, 1); a positive fraction must leave both parts non-empty.
+    pub fn split_off_tail(&mut self, fraction: f64) -> Result<Encoded> {
+        ensure!(
+            (0.0..1.0).contains(&fraction),
+            "validation split {fraction} is out of range: use a fraction in [0, 1), e.g. 0.2"
+        );
+        let n = self.len();
+        let split_at = ((n as f64) * (1.0 - fraction)).floor() as usize;
+        if fraction > 0.0 && (split_at == 0 || split_at == n) {
+            bail!(
+                "validation split {fraction} of {n} examples leaves an empty training or validation \
+                 set; use a larger dataset or a different fraction"
+            );
+        }
+        let tail = Encoded {
+            x: self.x.split_off(split_at * self.maxlen),
+            y: self.y.split_off(split_at),
+            maxlen: self.maxlen,
+        };
+        Ok(tail)
+    }
+}
+
+/// The prepared data: the kept vocabulary and both splits encoded, shuffled and padded.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Only the words a model with `num_words` keeps, in rank order.
+    pub vocab: Vocabulary,
+    /// Training split.
+    pub train: Encoded,
+    /// Test split.
+    pub test: Encoded,
+}
+
+impl Preprocessing {
+    /// Checks the settings this crate can honour; errors name the setting and what to use instead.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.tokenizer == TOKENIZER_NAME && self.tokenizer_version == TOKENIZER_VERSION,
+            "unknown tokenizer {:?} version {}: this build only knows {:?} version {}; use a model \
+             made by a matching imdb-lstm version",
+            self.tokenizer,
+            self.tokenizer_version,
+            TOKENIZER_NAME,
+            TOKENIZER_VERSION
+        );
+        ensure!(
+            self.num_words >= 4,
+            "num_words {} is too small: it must be at least 4 (ids 0-3 are reserved), e.g. 5000",
+            self.num_words
+        );
+        ensure!(
+            self.num_words <= u32::MAX as usize,
+            "num_words {} is too large: at most {}",
+            self.num_words,
+            u32::MAX
+        );
+        ensure!(
+            self.maxlen >= 1,
+            "maxlen {} is too small: it must be at least 1, e.g. 80",
+            self.maxlen
+        );
+        for (name, id) in [
+            ("pad_id", self.pad_id),
+            ("start_id", self.start_id),
+            ("oov_id", self.oov_id),
+        ] {
+            ensure!(
+                (id as usize) < self.num_words,
+                "{name} {id} must be below num_words {}",
+                self.num_words
+            );
+        }
+        Ok(())
+    }
+
+    /// Encodes one text and pads it to `maxlen` (the row `predict` feeds the model).
+    pub fn encode_padded(&self, vocab: &Vocabulary, text: &str) -> Vec<u32> {
+        let mut row = vec![self.pad_id; self.maxlen];
+        pad_into(
+            &mut row,
+            &vocab.encode(text, self),
+            self.padding,
+            self.truncating,
+        );
+        row
+    }
+}
+
+/// Encodes reviews on two threads (the order of the output matches `reviews`).
+fn encode_all(reviews: &[Review], vocab: &Vocabulary, pre: &Preprocessing) -> Vec<Vec<u32>> {
+    let (a, b) = reviews.split_at(reviews.len() / 2);
+    let enc = |rs: &[Review]| -> Vec<Vec<u32>> {
+        rs.iter().map(|r| vocab.encode(&r.text, pre)).collect()
+    };
+    let (mut ea, eb) = std::thread::scope(|s| {
+        let h = s.spawn(|| enc(b));
+        let ea = enc(a);
+        (
+            ea,
+            h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+        )
+    });
+    ea.extend(eb);
+    ea
+}
+
+/// Shuffles `seqs`/`labels` with `rng` (one permutation for both), then pads.
+fn shuffle_and_pad(
+    seqs: Vec<Vec<u32>>,
+    reviews: &[Review],
+    pre: &Preprocessing,
+    rng: &mut rand_pcg::Pcg64,
+) -> Encoded {
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.shuffle(rng);
+    let mut x = vec![pre.pad_id; seqs.len() * pre.maxlen];
+    let mut y = Vec::with_capacity(seqs.len());
+    for (row, &i) in x.chunks_exact_mut(pre.maxlen).zip(&order) {
+        pad_into(row, &seqs[i], pre.padding, pre.truncating);
+        y.push(if reviews[i].label == 1 { 1.0 } else { 0.0 });
+    }
+    Encoded {
+        x,
+        y,
+        maxlen: pre.maxlen,
+    }
+}
+
+/// Builds the vocabulary from the train texts, encodes both splits, shuffles each split with ONE
+/// `Pcg64` seeded by `seed` (train first, then test, as Keras's `load_data` does with one
+/// `RandomState`), then pads. Fails on invalid `pre` or an empty split.
+pub fn prepare(raw: &RawDataset, pre: &Preprocessing, seed: u64) -> Result<Dataset> {
+    pre.validate()?;
+    ensure!(
+        !raw.train.is_empty(),
+        "no training reviews to prepare: check the data path"
+    );
+    ensure!(
+        !raw.test.is_empty(),
+        "no test reviews to prepare: check the data path"
+    );
+    let texts: Vec<&str> = raw.train.iter().map(|r| r.text.as_str()).collect();
+    let (full, ranks) = Vocabulary::build_with_ranks(&texts);
+    let vocab = full.kept(pre);
+    // The training texts were tokenised while counting; only the ids remain to be mapped.
+    let train_seqs: Vec<Vec<u32>> = ranks
+        .into_iter()
+        .map(|r| {
+            let mut ids = Vec::with_capacity(r.len() + 1);
+            ids.push(pre.start_id);
+            ids.extend(r.into_iter().map(|r| rank_to_id(r, pre)));
+            ids
+        })
+        .collect();
+    let test_seqs = encode_all(&raw.test, &vocab, pre);
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    let train = shuffle_and_pad(train_seqs, &raw.train, pre, &mut rng);
+    let test = shuffle_and_pad(test_seqs, &raw.test, pre, &mut rng);
+    Ok(Dataset { vocab, train, test })
+}
