@@ -4,6 +4,7 @@
 //! [`nn`] (layers, loss, optimiser), [`train`] (the fit loop), [`report`]
 //! (history, plots, model graph) and the command-line front end in `main.rs`.
 
+pub mod cli;
 pub mod data;
 pub mod model_file;
 pub mod nn;

@@ -65,7 +65,7 @@ pub mod vocab;
 
 pub use archive::{load_reviews, RawDataset, Review};
 pub use download::download;
-pub use sequences::{pad_sequences, prepare, Dataset, Encoded};
+pub use sequences::{pad_sequences, prepare, shuffled_orders, Dataset, Encoded};
 pub use source::{cache_dir, resolve_source, OFFICIAL_SHA256, OFFICIAL_SIZE, OFFICIAL_URL};
 pub use tokenize::{for_each_token, tokenize, TOKENIZER_NAME, TOKENIZER_VERSION};
 pub use vocab::Vocabulary;

@@ -198,13 +198,11 @@ fn shuffle_and_pad(
     seqs: Vec<Vec<u32>>,
     reviews: &[Review],
     pre: &Preprocessing,
-    rng: &mut rand_pcg::Pcg64,
+    order: &[usize],
 ) -> Encoded {
-    let mut order: Vec<usize> = (0..seqs.len()).collect();
-    order.shuffle(rng);
     let mut x = vec![pre.pad_id; seqs.len() * pre.maxlen];
     let mut y = Vec::with_capacity(seqs.len());
-    for (row, &i) in x.chunks_exact_mut(pre.maxlen).zip(&order) {
+    for (row, &i) in x.chunks_exact_mut(pre.maxlen).zip(order) {
         pad_into(row, &seqs[i], pre.padding, pre.truncating);
         y.push(if reviews[i].label == 1 { 1.0 } else { 0.0 });
     }
@@ -213,6 +211,18 @@ fn shuffle_and_pad(
         y,
         maxlen: pre.maxlen,
     }
+}
+
+/// The orders in which [`prepare`] lays out the train and test reviews for `seed`: one `Pcg64`
+/// shuffles train first, then test (as Keras's `load_data` does with one `RandomState`).
+/// `evaluate` uses it to pick the same test reviews as training did.
+pub fn shuffled_orders(n_train: usize, n_test: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+    let mut train: Vec<usize> = (0..n_train).collect();
+    train.shuffle(&mut rng);
+    let mut test: Vec<usize> = (0..n_test).collect();
+    test.shuffle(&mut rng);
+    (train, test)
 }
 
 /// Builds the vocabulary from the train texts, encodes both splits, shuffles each split with ONE
@@ -242,8 +252,8 @@ pub fn prepare(raw: &RawDataset, pre: &Preprocessing, seed: u64) -> Result<Datas
         })
         .collect();
     let test_seqs = encode_all(&raw.test, &vocab, pre);
-    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
-    let train = shuffle_and_pad(train_seqs, &raw.train, pre, &mut rng);
-    let test = shuffle_and_pad(test_seqs, &raw.test, pre, &mut rng);
+    let (train_order, test_order) = shuffled_orders(raw.train.len(), raw.test.len(), seed);
+    let train = shuffle_and_pad(train_seqs, &raw.train, pre, &train_order);
+    let test = shuffle_and_pad(test_seqs, &raw.test, pre, &test_order);
     Ok(Dataset { vocab, train, test })
 }

@@ -16,8 +16,11 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// e^x for x in f32 range (clamped to [-87.3, 88.3], so never inf or denormal).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E + ROUND_MAGIC) - ROUND_MAGIC;
+    let x = x.max(-87.3).min(88.3);
+    // t's low mantissa bits hold n = round(x / ln 2) exactly; no float-to-int conversion
+    // (Rust's saturating cast would stop vectorisation).
+    let t = x * LOG2E + ROUND_MAGIC;
+    let n = t - ROUND_MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -26,7 +29,9 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n: exponent field n + 127; bits(t) = 0x4B40_0000 + n.
+    let two_n = f32::from_bits(t.to_bits().wrapping_add(127u32.wrapping_sub(0x4B40_0000)) << 23);
+    y * two_n
 }
 
 /// 1 / (1 + e^-x).
@@ -103,7 +108,10 @@ mod tests {
         for x in grid().chain([-87.0, -50.0, 40.0, 88.0]) {
             let want = (x as f64).exp();
             let got = exp(x) as f64;
-            assert!(((got - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
+            assert!(
+                ((got - want) / want).abs() < 3e-7,
+                "exp({x}) = {got}, want {want}"
+            );
         }
     }
 

@@ -18,7 +18,12 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { learning_rate: 1e-3, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 }
+        AdamConfig {
+            learning_rate: 1e-3,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+        }
     }
 }
 
@@ -36,7 +41,12 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(cfg: AdamConfig, len: usize) -> Adam {
-        Adam { cfg, step: 0, m: vec![0.0; len], v: vec![0.0; len] }
+        Adam {
+            cfg,
+            step: 0,
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+        }
     }
 
     /// One update of every parameter (rows absent from the batch included, as Keras does with
@@ -47,18 +57,25 @@ impl Adam {
         self.step += 1;
         let c = &self.cfg;
         let t = self.step as f64;
-        let alpha = (c.learning_rate as f64 * (1.0 - (c.beta_2 as f64).powf(t)).sqrt() / (1.0 - (c.beta_1 as f64).powf(t))) as f32;
+        let alpha = (c.learning_rate as f64 * (1.0 - (c.beta_2 as f64).powf(t)).sqrt()
+            / (1.0 - (c.beta_1 as f64).powf(t))) as f32;
         let (one_b1, one_b2, eps) = (1.0 - c.beta_1, 1.0 - c.beta_2, c.epsilon);
         let per = params.len().div_ceil(threads.max(1)).max(1);
         let kernel = move |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
-            crate::dispatch!(for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            crate::dispatch!(for (((p, &g), m), v) in
+                p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+            {
                 *m += (g - *m) * one_b1;
                 *v += (g * g - *v) * one_b2;
                 *p -= *m * alpha / (v.sqrt() + eps);
             })
         };
         std::thread::scope(|s| {
-            let parts = params.chunks_mut(per).zip(grads.chunks(per)).zip(self.m.chunks_mut(per)).zip(self.v.chunks_mut(per));
+            let parts = params
+                .chunks_mut(per)
+                .zip(grads.chunks(per))
+                .zip(self.m.chunks_mut(per))
+                .zip(self.v.chunks_mut(per));
             for (((p, g), m), v) in parts {
                 s.spawn(move || kernel(p, g, m, v));
             }
@@ -73,7 +90,13 @@ mod tests {
     /// keras/src/optimizers/adam_test.py::test_single_step (shared/reference/keras_lstm_golden.md).
     #[test]
     fn keras_single_step_golden() {
-        let mut adam = Adam::new(AdamConfig { learning_rate: 0.5, ..Default::default() }, 4);
+        let mut adam = Adam::new(
+            AdamConfig {
+                learning_rate: 0.5,
+                ..Default::default()
+            },
+            4,
+        );
         let mut p = vec![1.0, 2.0, 3.0, 4.0];
         adam.update(&mut p, &[1.0, 6.0, 7.0, 2.0], 1);
         // Keras's own test allows 1e-4: epsilon moves the result by ~1.5e-6.
@@ -93,7 +116,9 @@ mod tests {
         let (mut m, mut v) = (vec![0.0f64; n], vec![0.0f64; n]);
         let (mut a1, mut a2) = (Adam::new(cfg.clone(), n), Adam::new(cfg.clone(), n));
         for step in 1..=5 {
-            let g: Vec<f32> = (0..n).map(|i| ((i * step) as f32 * 0.11).cos() * 0.1).collect();
+            let g: Vec<f32> = (0..n)
+                .map(|i| ((i * step) as f32 * 0.11).cos() * 0.1)
+                .collect();
             a1.update(&mut p1, &g, 1);
             a2.update(&mut p2, &g, 3);
             for i in 0..n {
@@ -109,7 +134,12 @@ mod tests {
         }
         assert_eq!(p1, p2, "the thread split must not change any value");
         for i in 0..n {
-            assert!((p1[i] as f64 - pref[i]).abs() < 1e-6, "param {i}: {} vs {}", p1[i], pref[i]);
+            assert!(
+                (p1[i] as f64 - pref[i]).abs() < 1e-6,
+                "param {i}: {} vs {}",
+                p1[i],
+                pref[i]
+            );
         }
         assert_eq!(a1.step, 5);
     }

@@ -46,8 +46,14 @@ pub fn matmul(
     // (row stride, col stride) of op(X) in elements, and bounds checks that make the unsafe call sound.
     let (a_rs, a_cs) = strides(opa, lda);
     let (b_rs, b_cs) = strides(opb, ldb);
-    assert!(last_index(m, k, a_rs, a_cs) < a.len(), "matmul: A too small");
-    assert!(last_index(k, n, b_rs, b_cs) < b.len(), "matmul: B too small");
+    assert!(
+        last_index(m, k, a_rs, a_cs) < a.len(),
+        "matmul: A too small"
+    );
+    assert!(
+        last_index(k, n, b_rs, b_cs) < b.len(),
+        "matmul: B too small"
+    );
     assert!(last_index(m, n, ldc, 1) < c.len(), "matmul: C too small");
     assert!(n <= ldc, "matmul: ldc < n");
     // SAFETY: every index gemm touches is inside the slices (checked above); C does not alias
@@ -123,7 +129,9 @@ mod tests {
     use super::*;
 
     fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+        (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
     }
 
     #[test]
@@ -142,9 +150,14 @@ mod tests {
                     let a64: Vec<f64> = a.iter().map(|&x| x as f64).collect();
                     let b64: Vec<f64> = b.iter().map(|&x| x as f64).collect();
                     matmul(m, n, k, &a, lda, opa, &b, ldb, opb, &mut c, ldc, accumulate);
-                    matmul_naive(m, n, k, &a64, lda, opa, &b64, ldb, opb, &mut c64, ldc, accumulate);
+                    matmul_naive(
+                        m, n, k, &a64, lda, opa, &b64, ldb, opb, &mut c64, ldc, accumulate,
+                    );
                     for (i, (x, y)) in c.iter().zip(&c64).enumerate() {
-                        assert!((*x as f64 - y).abs() < 1e-5, "{opa:?}{opb:?} acc={accumulate} at {i}: {x} vs {y}");
+                        assert!(
+                            (*x as f64 - y).abs() < 1e-5,
+                            "{opa:?}{opb:?} acc={accumulate} at {i}: {x} vs {y}"
+                        );
                     }
                 }
             }
@@ -155,6 +168,19 @@ mod tests {
     #[should_panic(expected = "A too small")]
     fn rejects_short_operands() {
         let mut c = vec![0.0; 4];
-        matmul(2, 2, 2, &[1.0; 3], 2, Op::N, &[1.0; 4], 2, Op::N, &mut c, 2, false);
+        matmul(
+            2,
+            2,
+            2,
+            &[1.0; 3],
+            2,
+            Op::N,
+            &[1.0; 4],
+            2,
+            Op::N,
+            &mut c,
+            2,
+            false,
+        );
     }
 }

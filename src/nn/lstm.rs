@@ -116,14 +116,40 @@ impl LstmCache {
         }
         // Input projection for all steps at once.
         match xmask {
-            None => matmul(rows, g4, d, &self.x, d, Op::N, w.kernel, g4, Op::N, gates, g4, true),
+            None => matmul(
+                rows,
+                g4,
+                d,
+                &self.x,
+                d,
+                Op::N,
+                w.kernel,
+                g4,
+                Op::N,
+                gates,
+                g4,
+                true,
+            ),
             Some(m) => {
                 let (gx, s) = (m.groups, g4 / m.groups);
                 fit(&mut self.xm, gx * rows * d);
                 for g in 0..gx {
                     let xm = &mut self.xm[g * rows * d..(g + 1) * rows * d];
                     apply_mask(xm, &self.x[..rows * d], m, g, b, d);
-                    matmul(rows, s, d, xm, d, Op::N, &w.kernel[g * s..], g4, Op::N, &mut gates[g * s..], g4, true);
+                    matmul(
+                        rows,
+                        s,
+                        d,
+                        xm,
+                        d,
+                        Op::N,
+                        &w.kernel[g * s..],
+                        g4,
+                        Op::N,
+                        &mut gates[g * s..],
+                        g4,
+                        true,
+                    );
                 }
             }
         }
@@ -138,14 +164,40 @@ impl LstmCache {
             if t > 0 {
                 let hprev = &self.hs[t * bh..(t + 1) * bh];
                 match hmask {
-                    None => matmul(b, g4, h, hprev, h, Op::N, w.recurrent, g4, Op::N, z, g4, true),
+                    None => matmul(
+                        b,
+                        g4,
+                        h,
+                        hprev,
+                        h,
+                        Op::N,
+                        w.recurrent,
+                        g4,
+                        Op::N,
+                        z,
+                        g4,
+                        true,
+                    ),
                     Some(m) => {
                         let s = g4 / m.groups;
                         for g in 0..m.groups {
                             let off = (g * t_len + t) * bh;
                             let hm = &mut self.hm[off..off + bh];
                             apply_mask(hm, hprev, m, g, b, h);
-                            matmul(b, s, h, hm, h, Op::N, &w.recurrent[g * s..], g4, Op::N, &mut z[g * s..], g4, true);
+                            matmul(
+                                b,
+                                s,
+                                h,
+                                hm,
+                                h,
+                                Op::N,
+                                &w.recurrent[g * s..],
+                                g4,
+                                Op::N,
+                                &mut z[g * s..],
+                                g4,
+                                true,
+                            );
                         }
                     }
                 }
@@ -161,7 +213,14 @@ impl LstmCache {
 
     /// Backward through time from `dh_last` (`[B, H]`, the gradient w.r.t. the output).
     /// Accumulates weight gradients into `grads` and leaves the input gradient in `self.dx`.
-    pub fn backward(&mut self, w: &LstmWeights, xmask: Option<Mask>, hmask: Option<Mask>, dh_last: &[f32], grads: LstmGrads) {
+    pub fn backward(
+        &mut self,
+        w: &LstmWeights,
+        xmask: Option<Mask>,
+        hmask: Option<Mask>,
+        dh_last: &[f32],
+        grads: LstmGrads,
+    ) {
         let (t_len, b, d, h) = (self.t, self.b, self.d, self.h);
         let (bh, g4) = (b * h, 4 * h);
         let rows = t_len * b;
@@ -184,12 +243,38 @@ impl LstmCache {
             }
             let dh = &mut self.dh[..bh];
             match hmask {
-                None => matmul(b, h, g4, dz, g4, Op::N, w.recurrent_t, h, Op::N, dh, h, false),
+                None => matmul(
+                    b,
+                    h,
+                    g4,
+                    dz,
+                    g4,
+                    Op::N,
+                    w.recurrent_t,
+                    h,
+                    Op::N,
+                    dh,
+                    h,
+                    false,
+                ),
                 Some(m) => {
                     let s = g4 / m.groups;
                     for g in 0..m.groups {
                         let tmp = &mut self.tmp_h[..bh];
-                        matmul(b, h, s, &dz[g * s..], g4, Op::N, &w.recurrent_t[g * s * h..], h, Op::N, tmp, h, false);
+                        matmul(
+                            b,
+                            h,
+                            s,
+                            &dz[g * s..],
+                            g4,
+                            Op::N,
+                            &w.recurrent_t[g * s * h..],
+                            h,
+                            Op::N,
+                            tmp,
+                            h,
+                            false,
+                        );
                         mask_accumulate(dh, tmp, m, g, b, h, g > 0);
                     }
                 }
@@ -198,12 +283,38 @@ impl LstmCache {
         let dz = &self.dz[..rows * g4];
         // dU += h_{t-1}^T dz, one GEMM over all steps per group.
         match hmask {
-            None => matmul(h, g4, rows, &self.hs, h, Op::T, dz, g4, Op::N, grads.recurrent, g4, true),
+            None => matmul(
+                h,
+                g4,
+                rows,
+                &self.hs,
+                h,
+                Op::T,
+                dz,
+                g4,
+                Op::N,
+                grads.recurrent,
+                g4,
+                true,
+            ),
             Some(m) => {
                 let s = g4 / m.groups;
                 for g in 0..m.groups {
                     let hm = &self.hm[g * rows * h..(g + 1) * rows * h];
-                    matmul(h, s, rows, hm, h, Op::T, &dz[g * s..], g4, Op::N, &mut grads.recurrent[g * s..], g4, true);
+                    matmul(
+                        h,
+                        s,
+                        rows,
+                        hm,
+                        h,
+                        Op::T,
+                        &dz[g * s..],
+                        g4,
+                        Op::N,
+                        &mut grads.recurrent[g * s..],
+                        g4,
+                        true,
+                    );
                 }
             }
         }
@@ -211,17 +322,69 @@ impl LstmCache {
         let dx = &mut self.dx[..rows * d];
         match xmask {
             None => {
-                matmul(d, g4, rows, &self.x, d, Op::T, dz, g4, Op::N, grads.kernel, g4, true);
-                matmul(rows, d, g4, dz, g4, Op::N, w.kernel_t, d, Op::N, dx, d, false);
+                matmul(
+                    d,
+                    g4,
+                    rows,
+                    &self.x,
+                    d,
+                    Op::T,
+                    dz,
+                    g4,
+                    Op::N,
+                    grads.kernel,
+                    g4,
+                    true,
+                );
+                matmul(
+                    rows,
+                    d,
+                    g4,
+                    dz,
+                    g4,
+                    Op::N,
+                    w.kernel_t,
+                    d,
+                    Op::N,
+                    dx,
+                    d,
+                    false,
+                );
             }
             Some(m) => {
                 let s = g4 / m.groups;
                 fit(&mut self.tmp_x, rows * d);
                 for g in 0..m.groups {
                     let xm = &self.xm[g * rows * d..(g + 1) * rows * d];
-                    matmul(d, s, rows, xm, d, Op::T, &dz[g * s..], g4, Op::N, &mut grads.kernel[g * s..], g4, true);
+                    matmul(
+                        d,
+                        s,
+                        rows,
+                        xm,
+                        d,
+                        Op::T,
+                        &dz[g * s..],
+                        g4,
+                        Op::N,
+                        &mut grads.kernel[g * s..],
+                        g4,
+                        true,
+                    );
                     let tmp = &mut self.tmp_x[..rows * d];
-                    matmul(rows, d, s, &dz[g * s..], g4, Op::N, &w.kernel_t[g * s * d..], d, Op::N, tmp, d, false);
+                    matmul(
+                        rows,
+                        d,
+                        s,
+                        &dz[g * s..],
+                        g4,
+                        Op::N,
+                        &w.kernel_t[g * s * d..],
+                        d,
+                        Op::N,
+                        tmp,
+                        d,
+                        false,
+                    );
                     mask_accumulate(dx, tmp, m, g, b, d, g > 0);
                 }
             }
@@ -236,7 +399,11 @@ impl LstmCache {
 
 /// out[r, :] = src[r, :] * mask[r % b, g, :] for time-major rows.
 fn apply_mask(out: &mut [f32], src: &[f32], m: Mask, g: usize, b: usize, width: usize) {
-    for (r, (o, s)) in out.chunks_exact_mut(width).zip(src.chunks_exact(width)).enumerate() {
+    for (r, (o, s)) in out
+        .chunks_exact_mut(width)
+        .zip(src.chunks_exact(width))
+        .enumerate()
+    {
         let off = ((r % b) * m.groups + g) * width;
         let mk = &m.data[off..off + width];
         for ((o, s), k) in o.iter_mut().zip(s).zip(mk) {
@@ -246,8 +413,20 @@ fn apply_mask(out: &mut [f32], src: &[f32], m: Mask, g: usize, b: usize, width: 
 }
 
 /// out[r, :] (+)= src[r, :] * mask[r % b, g, :].
-fn mask_accumulate(out: &mut [f32], src: &[f32], m: Mask, g: usize, b: usize, width: usize, accumulate: bool) {
-    for (r, (o, s)) in out.chunks_exact_mut(width).zip(src.chunks_exact(width)).enumerate() {
+fn mask_accumulate(
+    out: &mut [f32],
+    src: &[f32],
+    m: Mask,
+    g: usize,
+    b: usize,
+    width: usize,
+    accumulate: bool,
+) {
+    for (r, (o, s)) in out
+        .chunks_exact_mut(width)
+        .zip(src.chunks_exact(width))
+        .enumerate()
+    {
         let off = ((r % b) * m.groups + g) * width;
         let mk = &m.data[off..off + width];
         for ((o, s), k) in o.iter_mut().zip(s).zip(mk) {
@@ -259,49 +438,121 @@ fn mask_accumulate(out: &mut [f32], src: &[f32], m: Mask, g: usize, b: usize, wi
 /// One step's gate arithmetic for every row: z `[B, 4H]` pre-activations -> activations in
 /// place; c = f*c_prev + i*g; tc = tanh(c); h = o*tc.
 #[inline(always)]
-fn cell_forward(z: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h_out: &mut [f32], hu: usize) {
+fn cell_forward(
+    z: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tc: &mut [f32],
+    h_out: &mut [f32],
+    hu: usize,
+) {
     let rows = z.chunks_exact_mut(4 * hu).zip(c_prev.chunks_exact(hu));
-    let outs = c.chunks_exact_mut(hu).zip(tc.chunks_exact_mut(hu)).zip(h_out.chunks_exact_mut(hu));
+    let outs = c
+        .chunks_exact_mut(hu)
+        .zip(tc.chunks_exact_mut(hu))
+        .zip(h_out.chunks_exact_mut(hu));
     for ((zr, cp), ((cr, tcr), hr)) in rows.zip(outs) {
         let (zi, rest) = zr.split_at_mut(hu);
         let (zf, rest) = rest.split_at_mut(hu);
         let (zg, zo) = rest.split_at_mut(hu);
-        let (zo, cp, cr, tcr, hr) = (&mut zo[..hu], &cp[..hu], &mut cr[..hu], &mut tcr[..hu], &mut hr[..hu]);
-        for j in 0..hu {
-            let i = sigmoid(zi[j]);
-            let f = sigmoid(zf[j]);
-            let g = tanh(zg[j]);
-            let o = sigmoid(zo[j]);
-            let cn = f * cp[j] + i * g;
-            let t = tanh(cn);
-            (zi[j], zf[j], zg[j], zo[j]) = (i, f, g, o);
-            cr[j] = cn;
-            tcr[j] = t;
-            hr[j] = o * t;
-        }
+        row_forward(zi, zf, zg, zo, cp, cr, tcr, hr);
+    }
+}
+
+/// One row of [`cell_forward`]. Separate slices as arguments, so the compiler knows they do not
+/// overlap and vectorises the loop.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn row_forward(
+    zi: &mut [f32],
+    zf: &mut [f32],
+    zg: &mut [f32],
+    zo: &mut [f32],
+    cp: &[f32],
+    c: &mut [f32],
+    tc: &mut [f32],
+    h: &mut [f32],
+) {
+    let n = zi.len();
+    let (zf, zg, zo, cp, c, tc, h) = (
+        &mut zf[..n],
+        &mut zg[..n],
+        &mut zo[..n],
+        &cp[..n],
+        &mut c[..n],
+        &mut tc[..n],
+        &mut h[..n],
+    );
+    for j in 0..n {
+        let i = sigmoid(zi[j]);
+        let f = sigmoid(zf[j]);
+        let g = tanh(zg[j]);
+        let o = sigmoid(zo[j]);
+        let cn = f * cp[j] + i * g;
+        let t = tanh(cn);
+        (zi[j], zf[j], zg[j], zo[j]) = (i, f, g, o);
+        c[j] = cn;
+        tc[j] = t;
+        h[j] = o * t;
     }
 }
 
 /// One step backward: from dh (into h_t) and dc (into c_t, updated in place to flow into
 /// c_{t-1}) to dz `[B, 4H]`, the gradient w.r.t. the pre-activations.
 #[inline(always)]
-fn cell_backward(a: &[f32], c_prev: &[f32], tc: &[f32], dh: &[f32], dc: &mut [f32], dz: &mut [f32], hu: usize) {
-    let ins = a.chunks_exact(4 * hu).zip(c_prev.chunks_exact(hu)).zip(tc.chunks_exact(hu)).zip(dh.chunks_exact(hu));
-    for ((((ar, cp), tcr), dhr), (dcr, dzr)) in ins.zip(dc.chunks_exact_mut(hu).zip(dz.chunks_exact_mut(4 * hu))) {
-        let (ai, af, ag, ao) = (&ar[..hu], &ar[hu..2 * hu], &ar[2 * hu..3 * hu], &ar[3 * hu..4 * hu]);
+fn cell_backward(
+    a: &[f32],
+    c_prev: &[f32],
+    tc: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    dz: &mut [f32],
+    hu: usize,
+) {
+    let ins = a
+        .chunks_exact(4 * hu)
+        .zip(c_prev.chunks_exact(hu))
+        .zip(tc.chunks_exact(hu))
+        .zip(dh.chunks_exact(hu));
+    for ((((ar, cp), tcr), dhr), (dcr, dzr)) in
+        ins.zip(dc.chunks_exact_mut(hu).zip(dz.chunks_exact_mut(4 * hu)))
+    {
         let (zi, rest) = dzr.split_at_mut(hu);
         let (zf, rest) = rest.split_at_mut(hu);
         let (zg, zo) = rest.split_at_mut(hu);
-        let (zo, cp, tcr, dhr, dcr) = (&mut zo[..hu], &cp[..hu], &tcr[..hu], &dhr[..hu], &mut dcr[..hu]);
-        for j in 0..hu {
-            let (i, f, g, o, t) = (ai[j], af[j], ag[j], ao[j], tcr[j]);
-            let dct = dcr[j] + dhr[j] * o * (1.0 - t * t);
-            zi[j] = dct * g * i * (1.0 - i);
-            zf[j] = dct * cp[j] * f * (1.0 - f);
-            zg[j] = dct * i * (1.0 - g * g);
-            zo[j] = dhr[j] * t * o * (1.0 - o);
-            dcr[j] = dct * f;
-        }
+        row_backward(ar, cp, tcr, dhr, dcr, [zi, zf, zg, zo]);
+    }
+}
+
+/// One row of [`cell_backward`]; `a` is the row's `[4H]` activations.
+#[inline(always)]
+fn row_backward(
+    a: &[f32],
+    cp: &[f32],
+    tc: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    [zi, zf, zg, zo]: [&mut [f32]; 4],
+) {
+    let n = cp.len();
+    let (ai, af, ag, ao) = (&a[..n], &a[n..2 * n], &a[2 * n..3 * n], &a[3 * n..4 * n]);
+    let (zi, zf, zg, zo, tc, dh, dc) = (
+        &mut zi[..n],
+        &mut zf[..n],
+        &mut zg[..n],
+        &mut zo[..n],
+        &tc[..n],
+        &dh[..n],
+        &mut dc[..n],
+    );
+    for j in 0..n {
+        let (i, f, g, o, t) = (ai[j], af[j], ag[j], ao[j], tc[j]);
+        let dct = dc[j] + dh[j] * o * (1.0 - t * t);
+        zi[j] = dct * g * i * (1.0 - i);
+        zf[j] = dct * cp[j] * f * (1.0 - f);
+        zg[j] = dct * i * (1.0 - g * g);
+        zo[j] = dh[j] * t * o * (1.0 - o);
+        dc[j] = dct * f;
     }
 }
 

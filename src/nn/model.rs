@@ -97,7 +97,14 @@ impl Engine {
 
     /// Forward and backward on one training batch. `ids` is `[B, T]`, `y` `[B]`; `grads` is
     /// overwritten with the gradient of the batch's mean loss. Returns the batch's sums.
-    pub fn train_batch(&mut self, params: &Params, ids: &[u32], y: &[f32], masks: &BatchMasks, grads: &mut Params) -> BatchStats {
+    pub fn train_batch(
+        &mut self,
+        params: &Params,
+        ids: &[u32],
+        y: &[f32],
+        masks: &BatchMasks,
+        grads: &mut Params,
+    ) -> BatchStats {
         let t_len = self.cfg.maxlen;
         let n = y.len();
         assert_eq!(ids.len(), n * t_len, "ids must be [batch, maxlen]");
@@ -117,7 +124,16 @@ impl Engine {
                 let mut job = move || {
                     ws.grads.clear();
                     ws.grads.resize(dense_len, 0.0);
-                    ws.train_chunk(cfg, params, &w, &ids[r0 * t_len..r1 * t_len], &y[r0..r1], masks, r0, scale);
+                    ws.train_chunk(
+                        cfg,
+                        params,
+                        &w,
+                        &ids[r0 * t_len..r1 * t_len],
+                        &y[r0..r1],
+                        masks,
+                        r0,
+                        scale,
+                    );
                 };
                 if k + 1 == threads {
                     job(); // the calling thread takes the last chunk
@@ -180,7 +196,10 @@ impl Engine {
                 let ids = &ids[r0 * t_len..r1 * t_len];
                 let mut job = move || {
                     const EVAL_ROWS: usize = 64;
-                    for (ids, out) in ids.chunks(EVAL_ROWS * t_len).zip(mine.chunks_mut(EVAL_ROWS)) {
+                    for (ids, out) in ids
+                        .chunks(EVAL_ROWS * t_len)
+                        .zip(mine.chunks_mut(EVAL_ROWS))
+                    {
                         ws.forward_chunk(cfg, params, &w, ids, None);
                         out.copy_from_slice(&ws.logits[..out.len()]);
                     }
@@ -203,7 +222,10 @@ impl Engine {
     pub fn evaluate(&mut self, params: &Params, ids: &[u32], y: &[f32]) -> (BatchStats, Vec<f32>) {
         let mut logits = vec![0.0; y.len()];
         self.predict_logits(params, ids, &mut logits);
-        let mut stats = BatchStats { count: y.len(), ..Default::default() };
+        let mut stats = BatchStats {
+            count: y.len(),
+            ..Default::default()
+        };
         for (&z, &label) in logits.iter().zip(y) {
             stats.loss_sum += bce_from_logit(z as f64, label as f64);
             stats.correct += ((z > 0.0) == (label > 0.5)) as usize;
@@ -213,13 +235,29 @@ impl Engine {
 }
 
 /// The sub-slice of a `[B, G, W]` batch mask for rows `[r0, r0 + b)`.
-fn mask_rows(m: &Option<Vec<f32>>, groups: usize, width: usize, r0: usize, b: usize) -> Option<Mask<'_>> {
-    m.as_ref().map(|v| Mask { groups, data: &v[r0 * groups * width..(r0 + b) * groups * width] })
+fn mask_rows(
+    m: &Option<Vec<f32>>,
+    groups: usize,
+    width: usize,
+    r0: usize,
+    b: usize,
+) -> Option<Mask<'_>> {
+    m.as_ref().map(|v| Mask {
+        groups,
+        data: &v[r0 * groups * width..(r0 + b) * groups * width],
+    })
 }
 
 impl Workspace {
     /// Embedding lookup, LSTM and dense forward for `ids` `[B, T]`; logits land in `self.logits`.
-    fn forward_chunk(&mut self, cfg: &ModelConfig, p: &Params, w: &LstmWeights, ids: &[u32], masks: Option<(Option<Mask>, Option<Mask>)>) {
+    fn forward_chunk(
+        &mut self,
+        cfg: &ModelConfig,
+        p: &Params,
+        w: &LstmWeights,
+        ids: &[u32],
+        masks: Option<(Option<Mask>, Option<Mask>)>,
+    ) {
         let (t_len, d, h) = (cfg.maxlen, cfg.embed_dim, cfg.units);
         let b = ids.len() / t_len;
         self.lstm.prepare(t_len, b, d, h);
@@ -228,7 +266,8 @@ impl Workspace {
         for t in 0..t_len {
             for bi in 0..b {
                 let tok = ids[bi * t_len + t] as usize;
-                self.lstm.x[(t * b + bi) * d..(t * b + bi + 1) * d].copy_from_slice(&emb[tok * d..(tok + 1) * d]);
+                self.lstm.x[(t * b + bi) * d..(t * b + bi + 1) * d]
+                    .copy_from_slice(&emb[tok * d..(tok + 1) * d]);
             }
         }
         let (xm, hm) = masks.unwrap_or((None, None));
@@ -236,13 +275,24 @@ impl Workspace {
         let (wd, bd) = (p.tensor(DENSE_KERNEL), p.tensor(DENSE_BIAS)[0]);
         self.logits.clear();
         for hrow in self.lstm.output().chunks_exact(h) {
-            self.logits.push(hrow.iter().zip(wd).map(|(a, b)| a * b).sum::<f32>() + bd);
+            self.logits
+                .push(hrow.iter().zip(wd).map(|(a, b)| a * b).sum::<f32>() + bd);
         }
     }
 
     /// Forward + backward of one chunk; `scale` = 1 / (whole batch size) for the mean loss.
     #[allow(clippy::too_many_arguments)]
-    fn train_chunk(&mut self, cfg: &ModelConfig, p: &Params, w: &LstmWeights, ids: &[u32], y: &[f32], masks: &BatchMasks, r0: usize, scale: f32) {
+    fn train_chunk(
+        &mut self,
+        cfg: &ModelConfig,
+        p: &Params,
+        w: &LstmWeights,
+        ids: &[u32],
+        y: &[f32],
+        masks: &BatchMasks,
+        r0: usize,
+        scale: f32,
+    ) {
         let (d, h) = (cfg.embed_dim, cfg.units);
         let b = y.len();
         let xm = mask_rows(&masks.x, masks.groups, d, r0, b);
@@ -254,7 +304,10 @@ impl Workspace {
         let r = |i: usize| layout.ranges[i].start - off..layout.ranges[i].end - off;
         self.dh.clear();
         self.dh.resize(b * h, 0.0);
-        let mut stats = BatchStats { count: b, ..Default::default() };
+        let mut stats = BatchStats {
+            count: b,
+            ..Default::default()
+        };
         let (gk, gb) = (r(DENSE_KERNEL), r(DENSE_BIAS));
         for bi in 0..b {
             let z = self.logits[bi];
@@ -275,7 +328,11 @@ impl Workspace {
         let (gk, gr, gbias) = (r(KERNEL), r(RECURRENT), r(BIAS));
         let (head, tail) = self.grads.split_at_mut(gr.start);
         let (rec, tail) = tail.split_at_mut(gr.len());
-        let grads = LstmGrads { kernel: &mut head[gk], recurrent: rec, bias: &mut tail[..gbias.len()] };
+        let grads = LstmGrads {
+            kernel: &mut head[gk],
+            recurrent: rec,
+            bias: &mut tail[..gbias.len()],
+        };
         self.lstm.backward(w, xm, hm, &self.dh, grads);
     }
 }

@@ -63,7 +63,11 @@ impl Params {
     /// All zeros (a gradient or moment buffer of the same layout).
     pub fn zeros(cfg: &ModelConfig) -> Params {
         let layout = Layout::new(cfg);
-        Params { cfg: cfg.clone(), data: vec![0.0; layout.len()], layout }
+        Params {
+            cfg: cfg.clone(),
+            data: vec![0.0; layout.len()],
+            layout,
+        }
     }
 
     /// Keras's initialisers: embeddings uniform(-0.05, 0.05); kernel glorot_uniform;
@@ -102,7 +106,10 @@ impl Params {
     }
 
     /// Rebuild from named tensors (as a model file holds them); names and shapes must match `cfg`.
-    pub fn from_named(cfg: &ModelConfig, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> anyhow::Result<Params> {
+    pub fn from_named(
+        cfg: &ModelConfig,
+        tensors: &[(String, Vec<usize>, Vec<f32>)],
+    ) -> anyhow::Result<Params> {
         let mut p = Params::zeros(cfg);
         for (i, (name, shape)) in cfg.tensor_shapes().into_iter().enumerate() {
             let Some((_, got_shape, values)) = tensors.iter().find(|t| t.0 == name) else {
@@ -147,7 +154,10 @@ pub fn orthogonal(rows: usize, cols: usize, rng: &mut Pcg64) -> Vec<f32> {
                 a[i * short + j] -= dot * a[i * short + k];
             }
         }
-        let norm = (0..tall).map(|i| a[i * short + j].powi(2)).sum::<f64>().sqrt();
+        let norm = (0..tall)
+            .map(|i| a[i * short + j].powi(2))
+            .sum::<f64>()
+            .sqrt();
         for i in 0..tall {
             a[i * short + j] /= norm;
         }
@@ -156,7 +166,11 @@ pub fn orthogonal(rows: usize, cols: usize, rng: &mut Pcg64) -> Vec<f32> {
     for r in 0..rows {
         for c in 0..cols {
             // rows >= cols: out = a; rows < cols: out = a^T.
-            out[r * cols + c] = if rows >= cols { a[r * short + c] } else { a[c * short + r] } as f32;
+            out[r * cols + c] = if rows >= cols {
+                a[r * short + c]
+            } else {
+                a[c * short + r]
+            } as f32;
         }
     }
     out
@@ -171,8 +185,14 @@ mod tests {
     fn layout_matches_keras_parameter_counts() {
         let l = Layout::new(&ModelConfig::default());
         assert_eq!(l.ranges[EMBEDDING].len(), 640_000);
-        assert_eq!(l.ranges[KERNEL].len() + l.ranges[RECURRENT].len() + l.ranges[BIAS].len(), 131_584);
-        assert_eq!(l.ranges[DENSE_KERNEL].len() + l.ranges[DENSE_BIAS].len(), 129);
+        assert_eq!(
+            l.ranges[KERNEL].len() + l.ranges[RECURRENT].len() + l.ranges[BIAS].len(),
+            131_584
+        );
+        assert_eq!(
+            l.ranges[DENSE_KERNEL].len() + l.ranges[DENSE_BIAS].len(),
+            129
+        );
         assert_eq!(l.len(), 771_713);
     }
 
@@ -183,7 +203,9 @@ mod tests {
         let q = orthogonal(r, c, &mut rng);
         for i in 0..r {
             for j in 0..r {
-                let dot: f64 = (0..c).map(|k| q[i * c + k] as f64 * q[j * c + k] as f64).sum();
+                let dot: f64 = (0..c)
+                    .map(|k| q[i * c + k] as f64 * q[j * c + k] as f64)
+                    .sum();
                 let want = if i == j { 1.0 } else { 0.0 };
                 assert!((dot - want).abs() < 1e-5, "row {i}.row {j} = {dot}");
             }
@@ -192,7 +214,12 @@ mod tests {
 
     #[test]
     fn init_follows_keras_initialisers() {
-        let cfg = ModelConfig { num_words: 100, embed_dim: 8, units: 4, ..ModelConfig::default() };
+        let cfg = ModelConfig {
+            num_words: 100,
+            embed_dim: 8,
+            units: 4,
+            ..ModelConfig::default()
+        };
         let p = Params::init(&cfg, &mut Pcg64::seed_from_u64(7));
         assert!(p.tensor(EMBEDDING).iter().all(|x| x.abs() <= 0.05));
         let limit = (6.0f32 / (8.0 + 16.0)).sqrt();
@@ -202,20 +229,34 @@ mod tests {
         assert!(b[..4].iter().chain(&b[8..]).all(|&x| x == 0.0));
         assert!(b[4..8].iter().all(|&x| x == 1.0));
         assert_eq!(p.tensor(DENSE_BIAS), &[0.0]);
-        assert_eq!(p, Params::init(&cfg, &mut Pcg64::seed_from_u64(7)), "same seed, same weights");
+        assert_eq!(
+            p,
+            Params::init(&cfg, &mut Pcg64::seed_from_u64(7)),
+            "same seed, same weights"
+        );
     }
 
     #[test]
     fn named_round_trip_and_shape_errors() {
-        let cfg = ModelConfig { num_words: 10, embed_dim: 3, units: 2, ..ModelConfig::default() };
+        let cfg = ModelConfig {
+            num_words: 10,
+            embed_dim: 3,
+            units: 2,
+            ..ModelConfig::default()
+        };
         let p = Params::init(&cfg, &mut Pcg64::seed_from_u64(3));
         let named = p.named();
         assert_eq!(Params::from_named(&cfg, &named).unwrap(), p);
         let mut bad = named.clone();
         bad[2].1 = vec![3, 8];
         let err = Params::from_named(&cfg, &bad).unwrap_err().to_string();
-        assert!(err.contains("lstm/recurrent_kernel") && err.contains("[2, 8]"), "{err}");
-        let err = Params::from_named(&cfg, &named[1..]).unwrap_err().to_string();
+        assert!(
+            err.contains("lstm/recurrent_kernel") && err.contains("[2, 8]"),
+            "{err}"
+        );
+        let err = Params::from_named(&cfg, &named[1..])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("embedding/embeddings"), "{err}");
     }
 }

@@ -38,10 +38,26 @@ struct Trace {
 }
 
 /// LSTM over one sequence `xs` (`[T][D]`) with weights in Keras layout; `b` selects the masks.
-fn lstm_seq(cfg: &ModelConfig, p: &[f64], layout: &Layout, xs: Vec<Vec<f64>>, m: &RefMasks, b: usize) -> Trace {
+fn lstm_seq(
+    cfg: &ModelConfig,
+    p: &[f64],
+    layout: &Layout,
+    xs: Vec<Vec<f64>>,
+    m: &RefMasks,
+    b: usize,
+) -> Trace {
     let (d, h) = (cfg.embed_dim, cfg.units);
-    let (w, u, bias) = (&p[layout.ranges[KERNEL].clone()], &p[layout.ranges[RECURRENT].clone()], &p[layout.ranges[BIAS].clone()]);
-    let mut tr = Trace { xs, hs: vec![vec![0.0; h]], cs: vec![vec![0.0; h]], gates: vec![] };
+    let (w, u, bias) = (
+        &p[layout.ranges[KERNEL].clone()],
+        &p[layout.ranges[RECURRENT].clone()],
+        &p[layout.ranges[BIAS].clone()],
+    );
+    let mut tr = Trace {
+        xs,
+        hs: vec![vec![0.0; h]],
+        cs: vec![vec![0.0; h]],
+        gates: vec![],
+    };
     for t in 0..tr.xs.len() {
         let (x, hp, cp) = (&tr.xs[t], &tr.hs[t], &tr.cs[t]);
         let mut z = [vec![0.0; h], vec![0.0; h], vec![0.0; h], vec![0.0; h]];
@@ -58,8 +74,15 @@ fn lstm_seq(cfg: &ModelConfig, p: &[f64], layout: &Layout, xs: Vec<Vec<f64>>, m:
                 z[q][j] = s;
             }
         }
-        let a = [z[0].iter().map(|&v| sig(v)).collect::<Vec<_>>(), z[1].iter().map(|&v| sig(v)).collect(), z[2].iter().map(|&v| v.tanh()).collect(), z[3].iter().map(|&v| sig(v)).collect()];
-        let c: Vec<f64> = (0..h).map(|j| a[1][j] * cp[j] + a[0][j] * a[2][j]).collect();
+        let a = [
+            z[0].iter().map(|&v| sig(v)).collect::<Vec<_>>(),
+            z[1].iter().map(|&v| sig(v)).collect(),
+            z[2].iter().map(|&v| v.tanh()).collect(),
+            z[3].iter().map(|&v| sig(v)).collect(),
+        ];
+        let c: Vec<f64> = (0..h)
+            .map(|j| a[1][j] * cp[j] + a[0][j] * a[2][j])
+            .collect();
         let hn: Vec<f64> = (0..h).map(|j| a[3][j] * c[j].tanh()).collect();
         tr.gates.push(a);
         tr.cs.push(c);
@@ -72,11 +95,20 @@ fn lstm_seq(cfg: &ModelConfig, p: &[f64], layout: &Layout, xs: Vec<Vec<f64>>, m:
 pub fn lstm_last_h(cfg: &ModelConfig, p: &[f64], x: &[f64], b: usize) -> Vec<Vec<f64>> {
     let layout = Layout::new(cfg);
     let (t_len, d) = (x.len() / (b * cfg.embed_dim), cfg.embed_dim);
-    let none = RefMasks { groups: 1, x: None, h: None };
+    let none = RefMasks {
+        groups: 1,
+        x: None,
+        h: None,
+    };
     (0..b)
         .map(|bi| {
-            let xs = (0..t_len).map(|t| x[(bi * t_len + t) * d..(bi * t_len + t + 1) * d].to_vec()).collect();
-            lstm_seq(cfg, p, &layout, xs, &none, bi).hs.pop().unwrap_or_default()
+            let xs = (0..t_len)
+                .map(|t| x[(bi * t_len + t) * d..(bi * t_len + t + 1) * d].to_vec())
+                .collect();
+            lstm_seq(cfg, p, &layout, xs, &none, bi)
+                .hs
+                .pop()
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -93,18 +125,37 @@ pub struct RefOutput {
 
 /// Embedding -> LSTM -> Dense -> mean BCE, and its exact gradient by backpropagation.
 /// `ids` is `[B, T]`, `y` `[B]`, `p` the flat parameters.
-pub fn forward_backward(cfg: &ModelConfig, p: &[f64], ids: &[u32], y: &[f64], m: &RefMasks) -> RefOutput {
+pub fn forward_backward(
+    cfg: &ModelConfig,
+    p: &[f64],
+    ids: &[u32],
+    y: &[f64],
+    m: &RefMasks,
+) -> RefOutput {
     let layout = Layout::new(cfg);
     let (d, h, t_len) = (cfg.embed_dim, cfg.units, cfg.maxlen);
     let bsz = y.len();
     let emb = &p[layout.ranges[EMBEDDING].clone()];
-    let (w, u) = (&p[layout.ranges[KERNEL].clone()], &p[layout.ranges[RECURRENT].clone()]);
-    let (wd, bd) = (&p[layout.ranges[DENSE_KERNEL].clone()], p[layout.ranges[DENSE_BIAS].start]);
+    let (w, u) = (
+        &p[layout.ranges[KERNEL].clone()],
+        &p[layout.ranges[RECURRENT].clone()],
+    );
+    let (wd, bd) = (
+        &p[layout.ranges[DENSE_KERNEL].clone()],
+        p[layout.ranges[DENSE_BIAS].start],
+    );
     let mut grads = vec![0.0; p.len()];
-    let mut out = RefOutput { loss: 0.0, logits: vec![], grads: vec![] };
+    let mut out = RefOutput {
+        loss: 0.0,
+        logits: vec![],
+        grads: vec![],
+    };
     for b in 0..bsz {
         let seq = &ids[b * t_len..(b + 1) * t_len];
-        let xs = seq.iter().map(|&tok| emb[tok as usize * d..(tok as usize + 1) * d].to_vec()).collect();
+        let xs = seq
+            .iter()
+            .map(|&tok| emb[tok as usize * d..(tok as usize + 1) * d].to_vec())
+            .collect();
         let tr = lstm_seq(cfg, p, &layout, xs, m, b);
         let hlast = &tr.hs[t_len];
         let z: f64 = (0..h).map(|j| hlast[j] * wd[j]).sum::<f64>() + bd;
@@ -139,7 +190,8 @@ pub fn forward_backward(cfg: &ModelConfig, p: &[f64], ids: &[u32], y: &[f64], m:
                     for k in 0..d {
                         let mk = mask(&m.x, m.groups, d, b, q, k);
                         grads[layout.ranges[KERNEL].start + k * 4 * h + col] += x[k] * mk * g;
-                        grads[layout.ranges[EMBEDDING].start + seq[t] as usize * d + k] += w[k * 4 * h + col] * mk * g;
+                        grads[layout.ranges[EMBEDDING].start + seq[t] as usize * d + k] +=
+                            w[k * 4 * h + col] * mk * g;
                     }
                     for k in 0..h {
                         let mk = mask(&m.h, m.groups, h, b, q, k);

@@ -57,7 +57,9 @@ impl Default for TrainConfig {
             batch_size: 32,
             adam: AdamConfig::default(),
             seed: 1337,
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             mask_mode: MaskMode::PerGate,
         }
     }
@@ -93,7 +95,12 @@ impl TrainState {
     pub fn new(model: &ModelConfig, cfg: &TrainConfig) -> TrainState {
         let params = Params::init(model, &mut rng_for(cfg.seed, RNG_INIT));
         let adam = Adam::new(cfg.adam.clone(), params.data.len());
-        TrainState { params, adam, rng: rng_for(cfg.seed, RNG_TRAIN), history: History::default() }
+        TrainState {
+            params,
+            adam,
+            rng: rng_for(cfg.seed, RNG_TRAIN),
+            history: History::default(),
+        }
     }
 
     /// Epochs completed so far.
@@ -105,7 +112,8 @@ impl TrainState {
 /// Called as training goes, for progress display.
 pub trait Observer {
     /// After each batch: 1-based step of `steps`, and the epoch's running means so far.
-    fn on_batch(&mut self, _epoch: usize, _step: usize, _steps: usize, _loss: f64, _accuracy: f64) {}
+    fn on_batch(&mut self, _epoch: usize, _step: usize, _steps: usize, _loss: f64, _accuracy: f64) {
+    }
     /// After each epoch, with its record.
     fn on_epoch_end(&mut self, _record: &EpochRecord, _epochs: usize) {}
 }
@@ -115,11 +123,20 @@ pub struct Silent;
 impl Observer for Silent {}
 
 /// Draws one batch's dropout masks: `[B, G, width]`, each 0 or 1/(1-rate).
-fn draw_mask(rng: &mut Pcg64, rows: usize, groups: usize, width: usize, rate: f32, out: &mut Vec<f32>) {
+fn draw_mask(
+    rng: &mut Pcg64,
+    rows: usize,
+    groups: usize,
+    width: usize,
+    rate: f32,
+    out: &mut Vec<f32>,
+) {
     let keep = 1.0 - rate;
     let scale = 1.0 / keep;
     out.clear();
-    out.extend((0..rows * groups * width).map(|_| if rng.gen::<f32>() < keep { scale } else { 0.0 }));
+    out.extend(
+        (0..rows * groups * width).map(|_| if rng.gen::<f32>() < keep { scale } else { 0.0 }),
+    );
 }
 
 /// One epoch: shuffle, train on every batch, then validate. Appends to `state.history`.
@@ -143,8 +160,15 @@ pub fn run_epoch(
     order.shuffle(&mut state.rng);
     let steps = n.div_ceil(cfg.batch_size);
     let mut grads = Params::zeros(model);
-    let mut masks = BatchMasks { groups: cfg.mask_mode.groups(), x: None, h: None };
-    let (mut xbuf, mut ybuf) = (Vec::with_capacity(cfg.batch_size * t_len), Vec::with_capacity(cfg.batch_size));
+    let mut masks = BatchMasks {
+        groups: cfg.mask_mode.groups(),
+        x: None,
+        h: None,
+    };
+    let (mut xbuf, mut ybuf) = (
+        Vec::with_capacity(cfg.batch_size * t_len),
+        Vec::with_capacity(cfg.batch_size),
+    );
     let (mut mx, mut mh) = (Vec::new(), Vec::new());
     let mut total = BatchStats::default();
     engine.refresh(&state.params);
@@ -157,11 +181,25 @@ pub fn run_epoch(
         }
         let groups = masks.groups;
         masks.x = (model.dropout > 0.0).then(|| {
-            draw_mask(&mut state.rng, idx.len(), groups, model.embed_dim, model.dropout, &mut mx);
+            draw_mask(
+                &mut state.rng,
+                idx.len(),
+                groups,
+                model.embed_dim,
+                model.dropout,
+                &mut mx,
+            );
             std::mem::take(&mut mx)
         });
         masks.h = (model.recurrent_dropout > 0.0).then(|| {
-            draw_mask(&mut state.rng, idx.len(), groups, model.units, model.recurrent_dropout, &mut mh);
+            draw_mask(
+                &mut state.rng,
+                idx.len(),
+                groups,
+                model.units,
+                model.recurrent_dropout,
+                &mut mh,
+            );
             std::mem::take(&mut mh)
         });
         let stats = engine.train_batch(&state.params, &xbuf, &ybuf, &masks, &mut grads);
@@ -177,15 +215,26 @@ pub fn run_epoch(
             stats.loss_sum / stats.count as f64,
             step + 1
         );
-        state.adam.update(&mut state.params.data, &grads.data, cfg.threads);
+        state
+            .adam
+            .update(&mut state.params.data, &grads.data, cfg.threads);
         engine.refresh(&state.params);
         total += stats;
-        obs.on_batch(epoch, step + 1, steps, total.loss_sum / total.count as f64, total.correct as f64 / total.count as f64);
+        obs.on_batch(
+            epoch,
+            step + 1,
+            steps,
+            total.loss_sum / total.count as f64,
+            total.correct as f64 / total.count as f64,
+        );
     }
     let (val_loss, val_accuracy) = match val {
         Some(v) if !v.y.is_empty() => {
             let (s, _) = engine.evaluate(&state.params, v.x, v.y);
-            (Some(s.loss_sum / s.count as f64), Some(s.correct as f64 / s.count as f64))
+            (
+                Some(s.loss_sum / s.count as f64),
+                Some(s.correct as f64 / s.count as f64),
+            )
         }
         _ => (None, None),
     };

@@ -26,7 +26,12 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(format: LogFormat, quiet: bool) -> Progress {
-        Progress { format, quiet, bar: None, interactive: std::io::stderr().is_terminal() }
+        Progress {
+            format,
+            quiet,
+            bar: None,
+            interactive: std::io::stderr().is_terminal(),
+        }
     }
 
     /// Remove the bar (on interrupt or error) so the next message starts on a clean line.
@@ -53,8 +58,17 @@ impl Observer for Progress {
         }
         let bar = self.bar.get_or_insert_with(|| {
             eprintln!("Epoch {epoch}");
-            let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr_with_hz(10));
-            bar.set_style(ProgressStyle::with_template("{pos:>5}/{len} [{bar:30.cyan/blue}] - ETA {eta} - {msg}").expect("static template").progress_chars("=> "));
+            let bar = ProgressBar::with_draw_target(
+                Some(steps as u64),
+                ProgressDrawTarget::stderr_with_hz(10),
+            );
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{pos:>5}/{len} [{bar:30.cyan/blue}] - ETA {eta} - {msg}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
             bar
         });
         bar.set_position(step as u64);
@@ -73,7 +87,12 @@ impl Observer for Progress {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
             }
-            LogFormat::Text => eprintln!("Epoch {}/{epochs} - {:.1}s - {}", r.epoch, r.seconds, metrics_line(r)),
+            LogFormat::Text => eprintln!(
+                "Epoch {}/{epochs} - {:.1}s - {}",
+                r.epoch,
+                r.seconds,
+                metrics_line(r)
+            ),
         }
     }
 }

@@ -1,0 +1,324 @@
+//! The command line: flags -> validated configuration -> the library. Each subcommand lives in
+//! its own file; this one holds the flags and their checks.
+
+pub mod bench;
+pub mod evaluate;
+pub mod predict;
+pub mod train;
+
+use crate::data::{Preprocessing, Side};
+use crate::nn::ModelConfig;
+use crate::train::progress::LogFormat;
+use crate::train::{MaskMode, TrainConfig};
+use anyhow::{ensure, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// Train and use the Keras IMDB LSTM sentiment classifier, fast, on a CPU.
+#[derive(Parser, Debug)]
+#[command(name = "imdb-lstm", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train the tutorial's model (Embedding -> LSTM -> Dense) on the IMDB reviews.
+    Train(TrainArgs),
+    /// Classify reviews with a trained model file.
+    Predict(predict::PredictArgs),
+    /// Loss, accuracy, precision, recall, F1 and the confusion matrix on the test set.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Print the Keras-style summary of a model file.
+    Summary {
+        /// The model file (model.safetensors in a run folder).
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Redraw history.png and history.svg from RUN_DIR/history.json.
+    Plot {
+        /// A run folder (with history.json).
+        run_dir: PathBuf,
+    },
+    /// Write model.svg and model.dot (the model graph) for a model file.
+    Graph {
+        /// The model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Folder for model.svg and model.dot [default: the model file's folder].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Measure training and inference speed and memory on the real data.
+    Bench(bench::BenchArgs),
+}
+
+/// Where the reviews come from (shared by train, evaluate and bench).
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// The dataset: a folder in the aclImdb layout or the .tar.gz as published. Without it:
+    /// $IMDB_LSTM_DATA, then the archive in ~/.cache/imdb-lstm, else it is downloaded there.
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+}
+
+/// Flags of `train`; every default is the Keras tutorial's.
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Run folder for the model, history and pictures [default: a new folder under runs/].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    /// Sequences per gradient step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Vocabulary size: ids >= N become the out-of-vocabulary id 2 (Keras num_words).
+    #[arg(long, default_value_t = 5000)]
+    pub num_words: usize,
+    /// Tokens kept per review (Keras pad_sequences maxlen).
+    #[arg(long, default_value_t = 80)]
+    pub maxlen: usize,
+    /// Where zeros go in short reviews.
+    #[arg(long, value_enum, default_value = "pre")]
+    pub padding: Side,
+    /// Which end of a long review is cut.
+    #[arg(long, value_enum, default_value = "pre")]
+    pub truncating: Side,
+    /// Embedding width.
+    #[arg(long, default_value_t = 128)]
+    pub embed_dim: usize,
+    /// LSTM units.
+    #[arg(long, default_value_t = 128)]
+    pub units: usize,
+    /// Fraction of the LSTM's inputs dropped in training (Keras dropout), in [0, 1).
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f32,
+    /// Fraction of the LSTM's recurrent state dropped in training (Keras recurrent_dropout), in [0, 1).
+    #[arg(long, default_value_t = 0.2)]
+    pub recurrent_dropout: f32,
+    /// Dropout masks: per-gate (a separate mask for each of the 4 gates, Keras 2's implementation 1)
+    /// or shared (one mask for all gates, as Keras 3 does; fewer, larger matrix products).
+    #[arg(long, value_enum, default_value = "per-gate")]
+    pub dropout_masks: MaskMode,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f32,
+    /// Seed for initialisation, shuffling and dropout: same seed and threads, same result.
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Validate on this last fraction of the training data instead of the test set (Keras validation_split).
+    #[arg(long, value_name = "F")]
+    pub validation_split: Option<f64>,
+    /// Use only the first N training and N test reviews (after shuffling): for quick runs.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print nothing while training.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Progress as text (a bar on a terminal, a line per epoch otherwise) or one JSON object per epoch on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Everything `train` needs, checked.
+#[derive(Clone, Debug)]
+pub struct TrainPlan {
+    pub model: ModelConfig,
+    pub pre: Preprocessing,
+    pub train: TrainConfig,
+    pub validation_split: Option<f64>,
+    pub limit: Option<usize>,
+}
+
+impl TrainArgs {
+    /// Check every flag; each error names the flag, the value and what to use.
+    pub fn plan(&self) -> Result<TrainPlan> {
+        ensure!(
+            self.num_words >= 4,
+            "--num-words {} is too small: ids 0-3 are reserved, use 4 or more (default 5000)",
+            self.num_words
+        );
+        ensure!(
+            self.maxlen >= 1,
+            "--maxlen 0: a review must keep at least 1 token (default 80)"
+        );
+        ensure!(
+            self.batch_size >= 1,
+            "--batch-size 0: use 1 or more (default 32)"
+        );
+        ensure!(
+            self.epochs >= 1,
+            "--epochs 0: train for at least 1 epoch (default 2)"
+        );
+        ensure!(
+            self.embed_dim >= 1 && self.units >= 1,
+            "--embed-dim and --units must be at least 1 (defaults 128)"
+        );
+        for (flag, v) in [
+            ("--dropout", self.dropout),
+            ("--recurrent-dropout", self.recurrent_dropout),
+        ] {
+            ensure!(
+                (0.0..1.0).contains(&v),
+                "{flag} {v} is outside [0, 1): use a fraction such as 0.2"
+            );
+        }
+        ensure!(
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "--learning-rate {} must be a positive number (default 0.001)",
+            self.learning_rate
+        );
+        if let Some(f) = self.validation_split {
+            ensure!(
+                f > 0.0 && f < 1.0,
+                "--validation-split {f} is outside (0, 1): use a fraction such as 0.2"
+            );
+        }
+        if let Some(n) = self.limit {
+            ensure!(n >= 1, "--limit 0: use at least 1 review");
+        }
+        let threads = match self.threads {
+            Some(0) => anyhow::bail!("--threads 0: use 1 or more"),
+            Some(t) => t,
+            None => TrainConfig::default().threads,
+        };
+        let model = ModelConfig {
+            num_words: self.num_words,
+            embed_dim: self.embed_dim,
+            units: self.units,
+            maxlen: self.maxlen,
+            dropout: self.dropout,
+            recurrent_dropout: self.recurrent_dropout,
+        };
+        let pre = Preprocessing {
+            num_words: self.num_words,
+            maxlen: self.maxlen,
+            padding: self.padding,
+            truncating: self.truncating,
+            ..Preprocessing::default()
+        };
+        let mut train = TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            threads,
+            mask_mode: self.dropout_masks,
+            ..TrainConfig::default()
+        };
+        train.adam.learning_rate = self.learning_rate;
+        Ok(TrainPlan {
+            model,
+            pre,
+            train,
+            validation_split: self.validation_split,
+            limit: self.limit,
+        })
+    }
+}
+
+/// Parse, run, and turn the outcome into an exit code; errors are printed once, as a chain.
+pub fn main_with(cli: Cli) -> std::process::ExitCode {
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let interrupted = e.downcast_ref::<train::Interrupted>().is_some();
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(if interrupted { 130 } else { 1 })
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train::run(&args),
+        Command::Predict(args) => predict::run(&args),
+        Command::Evaluate(args) => evaluate::run(&args),
+        Command::Summary { model } => {
+            let m = crate::model_file::load(&model)?;
+            print!(
+                "{}",
+                crate::report::summary::summary(
+                    &m.config,
+                    &m.preprocessing,
+                    Some(m.vocabulary.len())
+                )
+            );
+            if let Some(t) = &m.training {
+                println!(
+                    "Trained: {} epochs, seed {}, {} by imdb-lstm {}",
+                    t.epochs, t.seed, t.date, t.program_version
+                );
+                let val = match (t.val_loss, t.val_accuracy) {
+                    (Some(l), Some(a)) => format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"),
+                    _ => String::new(),
+                };
+                println!(
+                    "Final: loss: {:.4} - accuracy: {:.4}{val}",
+                    t.loss, t.accuracy
+                );
+                if let Some(b) = t.best_epoch {
+                    println!("Best epoch (lowest val_loss): {b}");
+                }
+            }
+            Ok(())
+        }
+        Command::Plot { run_dir } => {
+            crate::report::redraw(&run_dir)?;
+            println!(
+                "wrote {} and {}",
+                run_dir.join("history.png").display(),
+                run_dir.join("history.svg").display()
+            );
+            Ok(())
+        }
+        Command::Graph { model, out } => {
+            let m = crate::model_file::load(&model)?;
+            let dir = out.unwrap_or_else(|| parent_dir(&model));
+            crate::report::write_model_graph(&dir, &m.config)
+                .with_context(|| format!("cannot write the model graph into {}", dir.display()))?;
+            println!(
+                "wrote {} and {}",
+                dir.join("model.svg").display(),
+                dir.join("model.dot").display()
+            );
+            Ok(())
+        }
+        Command::Bench(args) => bench::run(&args),
+    }
+}
+
+/// The folder holding `file` ("." for a bare file name).
+pub fn parent_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Load a model file and build its inference engine.
+pub fn load_model(
+    path: &Path,
+    threads: Option<usize>,
+) -> Result<(
+    crate::model_file::ModelFile,
+    crate::nn::Params,
+    crate::nn::Engine,
+)> {
+    let m = crate::model_file::load(path)?;
+    let params = crate::nn::Params::from_named(&m.config, &m.tensors)
+        .with_context(|| format!("{}", path.display()))?;
+    let threads = threads
+        .unwrap_or_else(|| TrainConfig::default().threads)
+        .max(1);
+    let mut engine = crate::nn::Engine::new(&m.config, threads);
+    engine.refresh(&params);
+    Ok((m, params, engine))
+}

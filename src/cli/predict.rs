@@ -1,0 +1,127 @@
+//! `imdb-lstm predict`: raw review text in, probability of positive out, using only the model file.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::io::Read;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// The model file (model.safetensors in a run folder).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Reviews to classify.
+    pub texts: Vec<String>,
+    /// Read reviews from a file, one per line ("-" reads standard input).
+    #[arg(long, value_name = "F")]
+    pub file: Option<PathBuf>,
+    /// One JSON object per review: {"index", "probability", "label"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The reviews from the arguments and the file, each checked: not empty, with words in it.
+fn inputs(args: &PredictArgs) -> Result<Vec<String>> {
+    let mut texts = args.texts.clone();
+    if let Some(f) = &args.file {
+        let mut bytes = Vec::new();
+        if f.as_os_str() == "-" {
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read standard input")?;
+        } else {
+            bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        }
+        let name = if f.as_os_str() == "-" {
+            "standard input".to_string()
+        } else {
+            f.display().to_string()
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
+                bail!(
+                    "{name}, line {line}: not UTF-8 text; give reviews as UTF-8 text, one per line"
+                );
+            }
+        };
+        texts.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string),
+        );
+    }
+    if texts.is_empty() {
+        bail!("no reviews given: pass them as arguments or with --file F (one per line, - for standard input)");
+    }
+    for (i, t) in texts.iter().enumerate() {
+        if t.trim().is_empty() {
+            bail!("review {} is empty: give some review text", i + 1);
+        }
+        let mut words = 0;
+        crate::data::for_each_token(t, |_| words += 1);
+        if words == 0 {
+            bail!("review {} has no words in it (only symbols, control or binary characters): give review text", i + 1);
+        }
+    }
+    Ok(texts)
+}
+
+/// Probabilities of positive for raw texts, through the model's own preprocessing.
+pub fn predict_texts(
+    m: &crate::model_file::ModelFile,
+    params: &crate::nn::Params,
+    engine: &mut crate::nn::Engine,
+    texts: &[String],
+) -> Vec<f32> {
+    let vocab = crate::data::Vocabulary::from_words(m.vocabulary.clone());
+    let pre = &m.preprocessing;
+    let mut ids = Vec::with_capacity(texts.len() * pre.maxlen);
+    for t in texts {
+        ids.extend(pre.encode_padded(&vocab, t));
+    }
+    let mut logits = vec![0.0; texts.len()];
+    engine.predict_logits(params, &ids, &mut logits);
+    logits
+        .iter()
+        .map(|&z| (1.0 / (1.0 + (-z as f64).exp())) as f32)
+        .collect()
+}
+
+pub fn run(args: &PredictArgs) -> Result<()> {
+    if args.threads == Some(0) {
+        bail!("--threads 0: use 1 or more");
+    }
+    let texts = inputs(args)?;
+    let (m, params, mut engine) = super::load_model(&args.model, args.threads)?;
+    m.preprocessing
+        .validate()
+        .with_context(|| args.model.display().to_string())?;
+    let probs = predict_texts(&m, &params, &mut engine, &texts);
+    for (i, (p, t)) in probs.iter().zip(&texts).enumerate() {
+        let label = if *p > 0.5 { "positive" } else { "negative" };
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "index": i, "probability": p, "label": label })
+            );
+        } else {
+            let preview: String = t.chars().take(60).collect();
+            let more = if t.chars().nth(60).is_some() {
+                "..."
+            } else {
+                ""
+            };
+            println!("{p:.4}  {label:<8}  {preview}{more}");
+        }
+    }
+    Ok(())
+}
