@@ -10,23 +10,42 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
 fn tiny() -> ModelConfig {
-    ModelConfig { num_words: 6, embed_dim: 3, units: 2, maxlen: 4, dropout: 0.2, recurrent_dropout: 0.2 }
+    ModelConfig {
+        num_words: 6,
+        embed_dim: 3,
+        units: 2,
+        maxlen: 4,
+        dropout: 0.2,
+        recurrent_dropout: 0.2,
+    }
 }
 
 fn random_params(cfg: &ModelConfig, seed: u64, scale: f64) -> Vec<f64> {
     let mut rng = Pcg64::seed_from_u64(seed);
-    (0..Layout::new(cfg).len()).map(|_| rng.gen_range(-scale..scale)).collect()
+    (0..Layout::new(cfg).len())
+        .map(|_| rng.gen_range(-scale..scale))
+        .collect()
 }
 
 fn random_masks(b: usize, groups: usize, cfg: &ModelConfig, seed: u64) -> RefMasks {
     let mut rng = Pcg64::seed_from_u64(seed);
-    let mut draw = |width: usize| -> Vec<f64> { (0..b * groups * width).map(|_| if rng.gen_bool(0.7) { 1.0 / 0.7 } else { 0.0 }).collect() };
-    RefMasks { groups, x: Some(draw(cfg.embed_dim)), h: Some(draw(cfg.units)) }
+    let mut draw = |width: usize| -> Vec<f64> {
+        (0..b * groups * width)
+            .map(|_| if rng.gen_bool(0.7) { 1.0 / 0.7 } else { 0.0 })
+            .collect()
+    };
+    RefMasks {
+        groups,
+        x: Some(draw(cfg.embed_dim)),
+        h: Some(draw(cfg.units)),
+    }
 }
 
 fn batch(cfg: &ModelConfig, b: usize, seed: u64) -> (Vec<u32>, Vec<f64>) {
     let mut rng = Pcg64::seed_from_u64(seed);
-    let ids = (0..b * cfg.maxlen).map(|_| rng.gen_range(0..cfg.num_words as u32)).collect();
+    let ids = (0..b * cfg.maxlen)
+        .map(|_| rng.gen_range(0..cfg.num_words as u32))
+        .collect();
     let y = (0..b).map(|i| (i % 2) as f64).collect();
     (ids, y)
 }
@@ -37,7 +56,15 @@ fn batch(cfg: &ModelConfig, b: usize, seed: u64) -> (Vec<u32>, Vec<f64>) {
 fn reference_gradients_match_finite_differences() {
     let cfg = tiny();
     let (ids, y) = batch(&cfg, 3, 1);
-    for masks in [RefMasks { groups: 1, x: None, h: None }, random_masks(3, 1, &cfg, 2), random_masks(3, 4, &cfg, 3)] {
+    for masks in [
+        RefMasks {
+            groups: 1,
+            x: None,
+            h: None,
+        },
+        random_masks(3, 1, &cfg, 2),
+        random_masks(3, 4, &cfg, 3),
+    ] {
         let p = random_params(&cfg, 4, 0.8);
         let exact = reference::forward_backward(&cfg, &p, &ids, &y, &masks).grads;
         let eps = 1e-5;
@@ -45,10 +72,20 @@ fn reference_gradients_match_finite_differences() {
             let (mut plus, mut minus) = (p.clone(), p.clone());
             plus[i] += eps;
             minus[i] -= eps;
-            let fd = (reference::forward_backward(&cfg, &plus, &ids, &y, &masks).loss - reference::forward_backward(&cfg, &minus, &ids, &y, &masks).loss) / (2.0 * eps);
-            assert!((fd - exact[i]).abs() < 1e-8 + 1e-6 * fd.abs(), "param {i} (groups {}): fd {fd} vs backprop {}", masks.groups, exact[i]);
+            let fd = (reference::forward_backward(&cfg, &plus, &ids, &y, &masks).loss
+                - reference::forward_backward(&cfg, &minus, &ids, &y, &masks).loss)
+                / (2.0 * eps);
+            assert!(
+                (fd - exact[i]).abs() < 1e-8 + 1e-6 * fd.abs(),
+                "param {i} (groups {}): fd {fd} vs backprop {}",
+                masks.groups,
+                exact[i]
+            );
         }
-        assert!(exact.iter().filter(|g| g.abs() > 1e-6).count() > p.len() / 2, "most gradients should be non-trivial");
+        assert!(
+            exact.iter().filter(|g| g.abs() > 1e-6).count() > p.len() / 2,
+            "most gradients should be non-trivial"
+        );
     }
 }
 
@@ -61,7 +98,10 @@ fn bce_is_stable_and_right() {
         for &y in &[0.0, 1.0] {
             let p: f64 = 1.0 / (1.0 + (-z as f64).exp());
             let naive = -(y * p.ln() + (1.0 - y) * (1.0 - p).ln());
-            assert!((bce_from_logit(z, y) - naive).abs() < 1e-9 * naive.max(1.0), "z={z} y={y}");
+            assert!(
+                (bce_from_logit(z, y) - naive).abs() < 1e-9 * naive.max(1.0),
+                "z={z} y={y}"
+            );
             let eps = 1e-6;
             let fd = (bce_from_logit(z + eps, y) - bce_from_logit(z - eps, y)) / (2.0 * eps);
             assert!((fd - (p - y)).abs() < 1e-6, "z={z} y={y}");
@@ -73,18 +113,37 @@ fn bce_is_stable_and_right() {
 
 fn to_f32_masks(m: &RefMasks) -> BatchMasks {
     let f = |v: &Option<Vec<f64>>| v.as_ref().map(|v| v.iter().map(|&x| x as f32).collect());
-    BatchMasks { groups: m.groups, x: f(&m.x), h: f(&m.h) }
+    BatchMasks {
+        groups: m.groups,
+        x: f(&m.x),
+        h: f(&m.h),
+    }
 }
 
 /// The fast path (f32, GEMMs, threads) equals the reference (f64, loops) within 1e-5, for
 /// every gradient, with and without dropout masks, on 1 and 2 threads, and in a ragged split.
 #[test]
 fn fast_path_matches_reference() {
-    let cfg = ModelConfig { num_words: 20, embed_dim: 8, units: 6, maxlen: 5, dropout: 0.2, recurrent_dropout: 0.2 };
+    let cfg = ModelConfig {
+        num_words: 20,
+        embed_dim: 8,
+        units: 6,
+        maxlen: 5,
+        dropout: 0.2,
+        recurrent_dropout: 0.2,
+    };
     for (b, groups, threads) in [(5, 0, 1), (5, 4, 2), (7, 1, 2), (4, 4, 3)] {
         let (ids, y) = batch(&cfg, b, 10 + b as u64);
         let p64 = random_params(&cfg, 11, 0.5);
-        let rm = if groups == 0 { RefMasks { groups: 1, x: None, h: None } } else { random_masks(b, groups, &cfg, 12) };
+        let rm = if groups == 0 {
+            RefMasks {
+                groups: 1,
+                x: None,
+                h: None,
+            }
+        } else {
+            random_masks(b, groups, &cfg, 12)
+        };
         // Compare on the f32-rounded weights.
         let p32: Vec<f32> = p64.iter().map(|&x| x as f32).collect();
         let p64: Vec<f64> = p32.iter().map(|&x| x as f64).collect();
@@ -96,14 +155,32 @@ fn fast_path_matches_reference() {
         engine.refresh(&params);
         let yf: Vec<f32> = y.iter().map(|&v| v as f32).collect();
         let stats = engine.train_batch(&params, &ids, &yf, &to_f32_masks(&rm), &mut grads);
-        assert!((stats.loss_sum / b as f64 - want.loss).abs() < 1e-5, "loss {} vs {}", stats.loss_sum / b as f64, want.loss);
+        assert!(
+            (stats.loss_sum / b as f64 - want.loss).abs() < 1e-5,
+            "loss {} vs {}",
+            stats.loss_sum / b as f64,
+            want.loss
+        );
         for (i, (g, w)) in grads.data.iter().zip(&want.grads).enumerate() {
-            assert!((*g as f64 - w).abs() < 1e-5 * (1.0 + w.abs()), "case ({b},{groups},{threads}) grad {i}: fast {g} vs reference {w}");
+            assert!(
+                (*g as f64 - w).abs() < 1e-5 * (1.0 + w.abs()),
+                "case ({b},{groups},{threads}) grad {i}: fast {g} vs reference {w}"
+            );
         }
         // Without dropout, inference logits match too.
         let mut logits = vec![0.0f32; b];
         engine.predict_logits(&params, &ids, &mut logits);
-        let plain = reference::forward_backward(&cfg, &p64, &ids, &y, &RefMasks { groups: 1, x: None, h: None });
+        let plain = reference::forward_backward(
+            &cfg,
+            &p64,
+            &ids,
+            &y,
+            &RefMasks {
+                groups: 1,
+                x: None,
+                h: None,
+            },
+        );
         for (z, w) in logits.iter().zip(&plain.logits) {
             assert!((*z as f64 - w).abs() < 1e-5, "logit {z} vs {w}");
         }
@@ -113,7 +190,13 @@ fn fast_path_matches_reference() {
 /// The same batch on 1 thread and one sequence at a time gives the same logits as batched on 2.
 #[test]
 fn sequential_matches_batch() {
-    let cfg = ModelConfig { num_words: 30, embed_dim: 8, units: 4, maxlen: 6, ..ModelConfig::default() };
+    let cfg = ModelConfig {
+        num_words: 30,
+        embed_dim: 8,
+        units: 4,
+        maxlen: 6,
+        ..ModelConfig::default()
+    };
     let params = Params::init(&cfg, &mut Pcg64::seed_from_u64(5));
     let (ids, _) = batch(&cfg, 9, 6);
     let mut engine = Engine::new(&cfg, 2);
@@ -125,13 +208,25 @@ fn sequential_matches_batch() {
     for i in 0..9 {
         let mut z = [0.0];
         one.predict_logits(&params, &ids[i * 6..(i + 1) * 6], &mut z);
-        assert!((z[0] - all[i]).abs() < 1e-6, "sequence {i}: {} vs {}", z[0], all[i]);
+        assert!(
+            (z[0] - all[i]).abs() < 1e-6,
+            "sequence {i}: {} vs {}",
+            z[0],
+            all[i]
+        );
     }
 }
 
 /// Keras lstm_test.py::test_correctness: constant weights, input arange(72) as (3, 6, 4).
 fn keras_golden_case(unit_forget_bias: bool, go_backwards: bool) -> [f64; 3] {
-    let cfg = ModelConfig { num_words: 4, embed_dim: 4, units: 3, maxlen: 6, dropout: 0.0, recurrent_dropout: 0.0 };
+    let cfg = ModelConfig {
+        num_words: 4,
+        embed_dim: 4,
+        units: 3,
+        maxlen: 6,
+        dropout: 0.0,
+        recurrent_dropout: 0.0,
+    };
     let mut p = Params::zeros(&cfg);
     p.tensor_mut(KERNEL).fill(0.01);
     p.tensor_mut(RECURRENT).fill(0.02);
@@ -143,7 +238,10 @@ fn keras_golden_case(unit_forget_bias: bool, go_backwards: bool) -> [f64; 3] {
     let mut x: Vec<f32> = (0..72).map(|v| v as f32).collect(); // [B, T, D]
     if go_backwards {
         for bi in 0..b {
-            let seq: Vec<f32> = (0..t_len).rev().flat_map(|t| x[(bi * t_len + t) * d..(bi * t_len + t + 1) * d].to_vec()).collect();
+            let seq: Vec<f32> = (0..t_len)
+                .rev()
+                .flat_map(|t| x[(bi * t_len + t) * d..(bi * t_len + t + 1) * d].to_vec())
+                .collect();
             x[bi * t_len * d..(bi + 1) * t_len * d].copy_from_slice(&seq);
         }
     }
@@ -156,19 +254,29 @@ fn keras_golden_case(unit_forget_bias: bool, go_backwards: bool) -> [f64; 3] {
     cache.prepare(t_len, b, d, h);
     for t in 0..t_len {
         for bi in 0..b {
-            cache.x[(t * b + bi) * d..(t * b + bi + 1) * d].copy_from_slice(&x[(bi * t_len + t) * d..(bi * t_len + t + 1) * d]);
+            cache.x[(t * b + bi) * d..(t * b + bi + 1) * d]
+                .copy_from_slice(&x[(bi * t_len + t) * d..(bi * t_len + t + 1) * d]);
         }
     }
     let (mut kt, mut rt) = (vec![0.0; 12 * d], vec![0.0; 12 * h]);
     transpose(p.tensor(KERNEL), d, 12, &mut kt);
     transpose(p.tensor(RECURRENT), h, 12, &mut rt);
-    let w = LstmWeights { kernel: p.tensor(KERNEL), recurrent: p.tensor(RECURRENT), bias: p.tensor(BIAS), kernel_t: &kt, recurrent_t: &rt };
+    let w = LstmWeights {
+        kernel: p.tensor(KERNEL),
+        recurrent: p.tensor(RECURRENT),
+        bias: p.tensor(BIAS),
+        kernel_t: &kt,
+        recurrent_t: &rt,
+    };
     cache.forward(&w, None, None);
     let out = cache.output();
     let mut res = [0.0; 3];
     for bi in 0..b {
         for j in 0..h {
-            assert!((out[bi * h + j] as f64 - want[bi][j]).abs() < 1e-6, "fast vs reference");
+            assert!(
+                (out[bi * h + j] as f64 - want[bi][j]).abs() < 1e-6,
+                "fast vs reference"
+            );
             assert!((want[bi][j] - want[bi][0]).abs() < 1e-12, "all units equal");
         }
         res[bi] = out[bi * h] as f64;
@@ -184,15 +292,24 @@ fn assert_close(got: [f64; 3], want: [f64; 3]) {
 
 #[test]
 fn keras_golden_constant_weights() {
-    assert_close(keras_golden_case(true, false), [0.6288687, 0.86899155, 0.9460773]);
+    assert_close(
+        keras_golden_case(true, false),
+        [0.6288687, 0.86899155, 0.9460773],
+    );
 }
 
 #[test]
 fn keras_golden_go_backwards() {
-    assert_close(keras_golden_case(true, true), [0.35622165, 0.74789524, 0.8872726]);
+    assert_close(
+        keras_golden_case(true, true),
+        [0.35622165, 0.74789524, 0.8872726],
+    );
 }
 
 #[test]
 fn keras_golden_without_unit_forget_bias() {
-    assert_close(keras_golden_case(false, false), [0.57019705, 0.8661914, 0.9459622]);
+    assert_close(
+        keras_golden_case(false, false),
+        [0.57019705, 0.8661914, 0.9459622],
+    );
 }

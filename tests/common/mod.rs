@@ -1,0 +1,116 @@
+//! Helpers for tests that drive the real binary on tiny data made in a temp dir.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The built `imdb-lstm` binary.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imdb-lstm"));
+    c.env_remove("IMDB_LSTM_DATA");
+    c
+}
+
+/// Run and return (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("the binary runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+const GOOD: &[&str] = &[
+    "great",
+    "wonderful",
+    "superb",
+    "loved",
+    "brilliant",
+    "moving",
+];
+const BAD: &[&str] = &["awful", "boring", "terrible", "hated", "dull", "worst"];
+const FILLER: &[&str] = &[
+    "the", "movie", "film", "plot", "actor", "scene", "was", "and", "a", "story", "it", "this",
+];
+
+/// A review of 12-30 words: filler plus a few sentiment words of its class.
+pub fn review(positive: bool, i: usize) -> String {
+    let words = if positive { GOOD } else { BAD };
+    let mut s = String::new();
+    let mut x = i * 7919 + if positive { 13 } else { 101 };
+    let len = 12 + x % 19;
+    for k in 0..len {
+        x = x.wrapping_mul(1103515245).wrapping_add(12345) % (1 << 31);
+        let w = if k % 4 == 1 {
+            words[x % words.len()]
+        } else {
+            FILLER[x % FILLER.len()]
+        };
+        s.push_str(w);
+        s.push(if k % 9 == 8 { '.' } else { ' ' });
+    }
+    s + "<br /><br />The End."
+}
+
+/// A `.tar.gz` in the official layout with `per_class` reviews per label per split.
+pub fn tiny_archive(dir: &Path, per_class: usize) -> PathBuf {
+    let path = dir.join("tiny_imdb.tar.gz");
+    let file = std::fs::File::create(&path).unwrap();
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for split in ["train", "test"] {
+        for (label, positive) in [("pos", true), ("neg", false)] {
+            for id in 0..per_class {
+                let rating = if positive { 7 + id % 4 } else { 1 + id % 4 };
+                let seed = id + if split == "test" { 100_000 } else { 0 };
+                let text = review(positive, seed);
+                let mut h = tar::Header::new_gnu();
+                h.set_size(text.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                tar.append_data(
+                    &mut h,
+                    format!("aclImdb/{split}/{label}/{id}_{rating}.txt"),
+                    text.as_bytes(),
+                )
+                .unwrap();
+            }
+        }
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+    path
+}
+
+/// Flags for a small, quick model on the tiny data.
+pub fn small_model_flags() -> Vec<&'static str> {
+    vec![
+        "--num-words",
+        "60",
+        "--maxlen",
+        "24",
+        "--embed-dim",
+        "16",
+        "--units",
+        "12",
+        "--learning-rate",
+        "0.01",
+        "--batch-size",
+        "16",
+    ]
+}
+
+/// The real dataset, when the environment names it (CI does).
+pub fn real_data() -> Option<PathBuf> {
+    match std::env::var_os("IMDB_LSTM_DATA") {
+        Some(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
+        _ => {
+            eprintln!("IMDB_LSTM_DATA is not set: skipping the real-data part of this test");
+            None
+        }
+    }
+}
