@@ -339,3 +339,31 @@ fn real_data_short_run_beats_chance() {
         "evaluate must reproduce train's val_accuracy"
     );
 }
+
+/// The portable (non-AVX2) kernels train to the same numbers, up to rounding.
+#[test]
+fn baseline_kernels_agree_with_avx2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 30);
+    let mut metrics = vec![];
+    for (name, isa) in [("fast", "native"), ("base", "baseline")] {
+        let mut c = bin();
+        c.env("IMDB_LSTM_ISA", isa)
+            .args(["train", "--quiet", "--epochs", "1", "--data"])
+            .arg(&archive)
+            .arg("--out")
+            .arg(tmp.path().join(name))
+            .args(small_model_flags());
+        let (code, _, err) = run(&mut c);
+        assert_eq!(code, 0, "{err}");
+        let h: History = serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join(name).join("history.json")).unwrap(),
+        )
+        .unwrap();
+        metrics.push((h.epochs[0].loss, h.epochs[0].val_loss.unwrap()));
+    }
+    assert!(
+        (metrics[0].0 - metrics[1].0).abs() < 1e-4 && (metrics[0].1 - metrics[1].1).abs() < 1e-4,
+        "{metrics:?}"
+    );
+}

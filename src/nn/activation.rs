@@ -55,10 +55,14 @@ pub enum Isa {
     Baseline,
 }
 
-/// The best ISA this CPU supports, detected once.
+/// The best ISA this CPU supports, detected once. `IMDB_LSTM_ISA=baseline` forces the portable
+/// kernels (to test the path a CPU without AVX2 takes).
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
+        if std::env::var("IMDB_LSTM_ISA").is_ok_and(|v| v == "baseline") {
+            return Isa::Baseline;
+        }
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
