@@ -295,6 +295,75 @@ fn main() {
         );
     }
 
+    // The per-batch GEMMs outside the time loop (rows = 80 steps x 16 sequences), for scale:
+    // input projection per gate (A row-major) and the weight gradient x^T dz (A transposed,
+    // which matmul_packed does not take).
+    {
+        let rows = steps * 16;
+        let x = data(rows * h, 12);
+        let dz = data(rows * g4, 13);
+        let (mut c1, mut c2) = (data(rows * g4, 14), data(rows * g4, 14));
+        let ps = gate_packs(&u, h, g4, false);
+        let (tg, tp) = best2(
+            reps,
+            || {
+                for g in 0..4 {
+                    matmul(
+                        rows,
+                        h,
+                        h,
+                        black_box(&x),
+                        h,
+                        Op::N,
+                        &u[g * h..],
+                        g4,
+                        Op::N,
+                        &mut c1[g * h..],
+                        g4,
+                        true,
+                    );
+                }
+            },
+            || {
+                for (g, p) in ps.iter().enumerate() {
+                    matmul_packed(rows, black_box(&x), h, p, &mut c2[g * h..], g4, true);
+                }
+            },
+        );
+        report(
+            "input proj m=1280 4x(n=128 k=128)",
+            2.0 * (rows * g4 * h) as f64,
+            tg,
+            tp,
+        );
+        let mut dw = vec![0.0; h * g4];
+        let tg = best(reps, || {
+            for g in 0..4 {
+                let dzg = black_box(&dz[g * h..]);
+                matmul(
+                    h,
+                    h,
+                    rows,
+                    &x,
+                    h,
+                    Op::T,
+                    dzg,
+                    g4,
+                    Op::N,
+                    &mut dw[g * h..],
+                    g4,
+                    true,
+                );
+            }
+        });
+        println!(
+            "{:<44} gemm {:7.1} GFLOP/s ({:8.2} us)",
+            "dW = x^T dz 4x(m=128 n=128 k=1280)",
+            2.0 * (rows * g4 * h) as f64 / tg / 1e9,
+            tg * 1e6
+        );
+    }
+
     // The forward time loop of one thread's batch half: pack once (timed), then 80 steps, each
     // reading its own masked h and writing its own gate rows.
     {
