@@ -6,6 +6,7 @@ pub mod adam;
 pub mod gemm;
 pub mod lstm;
 pub mod model;
+pub mod packed;
 pub mod params;
 pub mod reference;
 
