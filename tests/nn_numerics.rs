@@ -1,7 +1,7 @@
 //! The numeric core against finite differences (f64), the naive reference, and Keras's golden
 //! values (shared/reference/keras_lstm_golden.md).
 
-use imdb_lstm::nn::lstm::{transpose, LstmCache, LstmWeights};
+use imdb_lstm::nn::lstm::{transpose, LstmCache, LstmWeights, RecurrentPacked};
 use imdb_lstm::nn::model::bce_from_logit;
 use imdb_lstm::nn::params::{Layout, BIAS, KERNEL, RECURRENT};
 use imdb_lstm::nn::reference::{self, RefMasks};
@@ -94,9 +94,9 @@ fn reference_gradients_match_finite_differences() {
 #[test]
 fn bce_is_stable_and_right() {
     // Beyond |z| ~ 5 the naive form itself loses digits; the stable one is checked at the extremes below.
-    for &z in &[-4.0, -3.0, -0.1, 0.0, 0.2, 4.0] {
+    for &z in &[-4.0f64, -3.0, -0.1, 0.0, 0.2, 4.0] {
         for &y in &[0.0, 1.0] {
-            let p: f64 = 1.0 / (1.0 + (-z as f64).exp());
+            let p: f64 = 1.0 / (1.0 + (-z).exp());
             let naive = -(y * p.ln() + (1.0 - y) * (1.0 - p).ln());
             assert!(
                 (bce_from_logit(z, y) - naive).abs() < 1e-9 * naive.max(1.0),
@@ -258,15 +258,16 @@ fn keras_golden_case(unit_forget_bias: bool, go_backwards: bool) -> [f64; 3] {
                 .copy_from_slice(&x[(bi * t_len + t) * d..(bi * t_len + t + 1) * d]);
         }
     }
-    let (mut kt, mut rt) = (vec![0.0; 12 * d], vec![0.0; 12 * h]);
+    let mut kt = vec![0.0; 12 * d];
     transpose(p.tensor(KERNEL), d, 12, &mut kt);
-    transpose(p.tensor(RECURRENT), h, 12, &mut rt);
+    let mut packed = RecurrentPacked::default();
+    packed.pack(p.tensor(RECURRENT), h);
     let w = LstmWeights {
         kernel: p.tensor(KERNEL),
         recurrent: p.tensor(RECURRENT),
         bias: p.tensor(BIAS),
         kernel_t: &kt,
-        recurrent_t: &rt,
+        packed: &packed,
     };
     cache.forward(&w, None, None);
     let out = cache.output();

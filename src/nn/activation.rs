@@ -16,9 +16,9 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// e^x for x in f32 range (clamped to [-87.3, 88.3], so never inf or denormal).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.max(-87.3).min(88.3);
-    // t's low mantissa bits hold n = round(x / ln 2) exactly; no float-to-int conversion
-    // (Rust's saturating cast would stop vectorisation).
+    let x = x.clamp(-87.3, 88.3); // NaN stays NaN, so a broken weight is never hidden
+                                  // t's low mantissa bits hold n = round(x / ln 2) exactly; no float-to-int conversion
+                                  // (Rust's saturating cast would stop vectorisation).
     let t = x * LOG2E + ROUND_MAGIC;
     let n = t - ROUND_MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
@@ -27,7 +27,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     // 2^n: exponent field n + 127; bits(t) = 0x4B40_0000 + n.
     let two_n = f32::from_bits(t.to_bits().wrapping_add(127u32.wrapping_sub(0x4B40_0000)) << 23);

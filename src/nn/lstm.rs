@@ -13,6 +13,7 @@
 
 use super::activation::{sigmoid, tanh};
 use super::gemm::{matmul, Op};
+use super::packed::{matmul_packed, PackedB};
 use crate::dispatch;
 
 /// A dropout mask for a chunk of `rows` sequences: `[rows, groups, width]`, each value 0 or
@@ -35,8 +36,51 @@ pub struct LstmWeights<'a> {
     pub bias: &'a [f32],
     /// `[4H, D]` = kernel^T
     pub kernel_t: &'a [f32],
-    /// `[4H, H]` = recurrent^T
-    pub recurrent_t: &'a [f32],
+    /// The recurrent kernel packed for the per-step products (see [`RecurrentPacked`]).
+    pub packed: &'a RecurrentPacked,
+}
+
+/// The recurrent kernel U `[H, 4H]` packed once per weight update for the small per-step
+/// GEMMs: whole (no or shared mask) and per gate, forward (U) and backward (U^T).
+#[derive(Clone, Debug, Default)]
+pub struct RecurrentPacked {
+    /// U, `[H, 4H]`.
+    pub fwd: PackedB,
+    /// U's column block of each gate, `[H, H]`.
+    pub fwd_gate: [PackedB; 4],
+    /// U^T, `[4H, H]`.
+    pub bwd: PackedB,
+    /// Each gate's block of U^T, `[H, H]`.
+    pub bwd_gate: [PackedB; 4],
+}
+
+impl RecurrentPacked {
+    /// Repack from U `[h, 4h]` (row-major).
+    pub fn pack(&mut self, recurrent: &[f32], h: usize) {
+        let g4 = 4 * h;
+        self.fwd.pack(recurrent, g4, h, g4);
+        self.bwd.pack_transposed(recurrent, g4, g4, h);
+        for g in 0..4 {
+            self.fwd_gate[g].pack(&recurrent[g * h..], g4, h, h);
+            self.bwd_gate[g].pack_transposed(&recurrent[g * h..], g4, h, h);
+        }
+    }
+
+    fn forward(&self, groups: usize, g: usize) -> &PackedB {
+        if groups == 1 {
+            &self.fwd
+        } else {
+            &self.fwd_gate[g]
+        }
+    }
+
+    fn backward(&self, groups: usize, g: usize) -> &PackedB {
+        if groups == 1 {
+            &self.bwd
+        } else {
+            &self.bwd_gate[g]
+        }
+    }
 }
 
 /// Gradients of the LSTM's weights (accumulated with `+=`).
@@ -164,36 +208,18 @@ impl LstmCache {
             if t > 0 {
                 let hprev = &self.hs[t * bh..(t + 1) * bh];
                 match hmask {
-                    None => matmul(
-                        b,
-                        g4,
-                        h,
-                        hprev,
-                        h,
-                        Op::N,
-                        w.recurrent,
-                        g4,
-                        Op::N,
-                        z,
-                        g4,
-                        true,
-                    ),
+                    None => matmul_packed(b, hprev, h, &w.packed.fwd, z, g4, true),
                     Some(m) => {
                         let s = g4 / m.groups;
                         for g in 0..m.groups {
                             let off = (g * t_len + t) * bh;
                             let hm = &mut self.hm[off..off + bh];
                             apply_mask(hm, hprev, m, g, b, h);
-                            matmul(
+                            matmul_packed(
                                 b,
-                                s,
-                                h,
                                 hm,
                                 h,
-                                Op::N,
-                                &w.recurrent[g * s..],
-                                g4,
-                                Op::N,
+                                w.packed.forward(m.groups, g),
                                 &mut z[g * s..],
                                 g4,
                                 true,
@@ -243,34 +269,16 @@ impl LstmCache {
             }
             let dh = &mut self.dh[..bh];
             match hmask {
-                None => matmul(
-                    b,
-                    h,
-                    g4,
-                    dz,
-                    g4,
-                    Op::N,
-                    w.recurrent_t,
-                    h,
-                    Op::N,
-                    dh,
-                    h,
-                    false,
-                ),
+                None => matmul_packed(b, dz, g4, &w.packed.bwd, dh, h, false),
                 Some(m) => {
                     let s = g4 / m.groups;
                     for g in 0..m.groups {
                         let tmp = &mut self.tmp_h[..bh];
-                        matmul(
+                        matmul_packed(
                             b,
-                            h,
-                            s,
                             &dz[g * s..],
                             g4,
-                            Op::N,
-                            &w.recurrent_t[g * s * h..],
-                            h,
-                            Op::N,
+                            w.packed.backward(m.groups, g),
                             tmp,
                             h,
                             false,

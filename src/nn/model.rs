@@ -6,7 +6,7 @@
 //! added in thread order; the embedding gradient is scattered from each thread's input
 //! gradient in thread order. The result depends only on the thread count, never on timing.
 
-use super::lstm::{transpose, LstmCache, LstmGrads, LstmWeights, Mask};
+use super::lstm::{transpose, LstmCache, LstmGrads, LstmWeights, Mask, RecurrentPacked};
 use super::params::{Params, BIAS, DENSE_BIAS, DENSE_KERNEL, EMBEDDING, KERNEL, RECURRENT};
 use super::ModelConfig;
 
@@ -62,8 +62,8 @@ pub struct Engine {
     workspaces: Vec<Workspace>,
     /// `[4H, D]` kernel^T, refreshed by [`Engine::refresh`] after each weight update.
     kernel_t: Vec<f32>,
-    /// `[4H, H]` recurrent^T.
-    recurrent_t: Vec<f32>,
+    /// The recurrent kernel packed for the per-step products.
+    packed: RecurrentPacked,
 }
 
 /// Rows `[start, end)` of a batch of `n` given to thread `k` of `threads`.
@@ -80,7 +80,7 @@ impl Engine {
             threads,
             workspaces: (0..threads).map(|_| Workspace::default()).collect(),
             kernel_t: vec![0.0; 4 * h * d],
-            recurrent_t: vec![0.0; 4 * h * h],
+            packed: RecurrentPacked::default(),
         }
     }
 
@@ -92,7 +92,7 @@ impl Engine {
     pub fn refresh(&mut self, params: &Params) {
         let (d, h) = (self.cfg.embed_dim, self.cfg.units);
         transpose(params.tensor(KERNEL), d, 4 * h, &mut self.kernel_t);
-        transpose(params.tensor(RECURRENT), h, 4 * h, &mut self.recurrent_t);
+        self.packed.pack(params.tensor(RECURRENT), h);
     }
 
     /// Forward and backward on one training batch. `ids` is `[B, T]`, `y` `[B]`; `grads` is
@@ -113,7 +113,7 @@ impl Engine {
             recurrent: params.tensor(RECURRENT),
             bias: params.tensor(BIAS),
             kernel_t: &self.kernel_t,
-            recurrent_t: &self.recurrent_t,
+            packed: &self.packed,
         };
         let (cfg, threads, dense_len) = (&self.cfg, self.threads, params.layout.dense_part().len());
         let scale = 1.0 / n as f32;
@@ -183,7 +183,7 @@ impl Engine {
             recurrent: params.tensor(RECURRENT),
             bias: params.tensor(BIAS),
             kernel_t: &self.kernel_t,
-            recurrent_t: &self.recurrent_t,
+            packed: &self.packed,
         };
         let (cfg, threads) = (&self.cfg, self.threads);
         std::thread::scope(|s| {
@@ -309,12 +309,12 @@ impl Workspace {
             ..Default::default()
         };
         let (gk, gb) = (r(DENSE_KERNEL), r(DENSE_BIAS));
-        for bi in 0..b {
+        for (bi, &label) in y.iter().enumerate() {
             let z = self.logits[bi];
-            stats.loss_sum += bce_from_logit(z as f64, y[bi] as f64);
-            stats.correct += ((z > 0.0) == (y[bi] > 0.5)) as usize;
+            stats.loss_sum += bce_from_logit(z as f64, label as f64);
+            stats.correct += ((z > 0.0) == (label > 0.5)) as usize;
             // d(mean loss)/dz = (sigmoid(z) - y) / B.
-            let dz = ((1.0 / (1.0 + (-z as f64).exp())) as f32 - y[bi]) * scale;
+            let dz = ((1.0 / (1.0 + (-z as f64).exp())) as f32 - label) * scale;
             let hrow = &self.lstm.output()[bi * h..(bi + 1) * h];
             for (g, hv) in self.grads[gk.clone()].iter_mut().zip(hrow) {
                 *g += hv * dz;

@@ -1,6 +1,7 @@
 //! The slow, obviously-correct twin of the whole network, in f64 with plain loops, one
 //! sequence at a time, written straight from Keras's equations. Tests check the fast path
 //! against it and check it against finite differences.
+#![allow(clippy::needless_range_loop)] // indices mirror the equations on purpose
 
 use super::params::{Layout, BIAS, DENSE_BIAS, DENSE_KERNEL, EMBEDDING, KERNEL, RECURRENT};
 use super::ModelConfig;

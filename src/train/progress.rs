@@ -72,7 +72,7 @@ impl Observer for Progress {
             bar
         });
         bar.set_position(step as u64);
-        if step == steps || step % 8 == 0 {
+        if step == steps || step.is_multiple_of(8) {
             bar.set_message(format!("loss: {loss:.4} - accuracy: {accuracy:.4}"));
         }
     }
