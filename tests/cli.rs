@@ -367,3 +367,42 @@ fn baseline_kernels_agree_with_avx2() {
         "{metrics:?}"
     );
 }
+
+/// Not a terminal: one line per epoch on stderr; --log-format json: one object per epoch on
+/// stdout and nothing else there; --quiet: nothing at all.
+#[test]
+fn progress_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 20);
+    let (code, out, err) = train_tiny(tmp.path(), &archive, "text", &["--epochs", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let epoch_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("Epoch ")).collect();
+    assert_eq!(epoch_lines.len(), 2, "{err}");
+    assert!(
+        epoch_lines[1].starts_with("Epoch 2/2 - ") && epoch_lines[1].contains("val_accuracy: "),
+        "{err}"
+    );
+    assert!(out.contains("Test accuracy:"));
+
+    let (code, out, err) = train_tiny(
+        tmp.path(),
+        &archive,
+        "json",
+        &["--epochs", "2", "--log-format", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let objs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    assert_eq!(objs.len(), 2, "{out}");
+    assert_eq!(objs[1]["epoch"], 2);
+    assert!(objs[1]["val_accuracy"].as_f64().is_some());
+
+    let (code, out, err) = train_tiny(tmp.path(), &archive, "quiet", &["--epochs", "1", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.is_empty() && err.is_empty(),
+        "quiet prints nothing: {out:?} {err:?}"
+    );
+}

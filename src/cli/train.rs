@@ -126,6 +126,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let mut state = TrainState::new(&plan.model, &plan.train);
     let mut engine = Engine::new(&plan.model, plan.train.threads);
     let mut progress = Progress::new(args.log_format, args.quiet);
+    progress.set_epochs(plan.train.epochs);
     for _ in 0..plan.train.epochs {
         let res = run_epoch(
             &mut state,

@@ -22,6 +22,8 @@ pub struct Progress {
     quiet: bool,
     bar: Option<ProgressBar>,
     interactive: bool,
+    /// Total epochs of the run, for the "Epoch 3/10" header (0 = unknown).
+    epochs: usize,
 }
 
 impl Progress {
@@ -31,7 +33,13 @@ impl Progress {
             quiet,
             bar: None,
             interactive: std::io::stderr().is_terminal(),
+            epochs: 0,
         }
+    }
+
+    /// The run's total epochs, shown in each epoch's header.
+    pub fn set_epochs(&mut self, epochs: usize) {
+        self.epochs = epochs;
     }
 
     /// Remove the bar (on interrupt or error) so the next message starts on a clean line.
@@ -57,7 +65,10 @@ impl Observer for Progress {
             return;
         }
         let bar = self.bar.get_or_insert_with(|| {
-            eprintln!("Epoch {epoch}");
+            match self.epochs {
+                0 => eprintln!("Epoch {epoch}"),
+                n => eprintln!("Epoch {epoch}/{n}"),
+            }
             let bar = ProgressBar::with_draw_target(
                 Some(steps as u64),
                 ProgressDrawTarget::stderr_with_hz(10),
@@ -78,6 +89,8 @@ impl Observer for Progress {
     }
 
     fn on_epoch_end(&mut self, r: &EpochRecord, epochs: usize) {
+        // On a terminal the bar's line becomes the epoch's summary, as Keras does.
+        let had_bar = self.bar.as_ref().map(|b| b.length().unwrap_or(0));
         self.clear();
         if self.quiet {
             return;
@@ -87,12 +100,17 @@ impl Observer for Progress {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
             }
-            LogFormat::Text => eprintln!(
-                "Epoch {}/{epochs} - {:.1}s - {}",
-                r.epoch,
-                r.seconds,
-                metrics_line(r)
-            ),
+            LogFormat::Text => match had_bar {
+                Some(steps) => {
+                    eprintln!("{steps}/{steps} - {:.1}s - {}", r.seconds, metrics_line(r))
+                }
+                None => eprintln!(
+                    "Epoch {}/{epochs} - {:.1}s - {}",
+                    r.epoch,
+                    r.seconds,
+                    metrics_line(r)
+                ),
+            },
         }
     }
 }
