@@ -369,3 +369,94 @@ impl EarlyStopper {
         self.stopped_epoch.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(epoch: usize, val_loss: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            loss: 0.5,
+            accuracy: 0.5,
+            val_loss: Some(val_loss),
+            val_accuracy: Some(0.5),
+            seconds: 0.0,
+        }
+    }
+
+    /// Feeds val losses until the stopper says stop; returns (epochs run, best epoch, best weights).
+    fn drive(losses: &[f64], patience: usize, min_delta: f64) -> (usize, Option<usize>, f32) {
+        let mut es = EarlyStopper::new(EarlyStopping {
+            patience,
+            min_delta,
+            restore_best: true,
+        });
+        for (i, &l) in losses.iter().enumerate() {
+            // The "weights" of epoch i+1 are just its number.
+            if es.on_epoch_end(&rec(i + 1, l), &[(i + 1) as f32]).unwrap() {
+                return (i + 1, es.best_epoch, es.best_params.unwrap()[0]);
+            }
+        }
+        (losses.len(), es.best_epoch, es.best_params.unwrap()[0])
+    }
+
+    /// Keras's rule, by hand: stop after `patience` epochs without an improvement by more than
+    /// min_delta; the best epoch is the last improvement, and its weights are kept.
+    #[test]
+    fn early_stopping_follows_keras() {
+        // Best at 2, then two epochs without improvement.
+        assert_eq!(drive(&[1.0, 0.5, 0.6, 0.7, 0.1], 2, 0.0), (4, Some(2), 2.0));
+        // An equal value is no improvement.
+        assert_eq!(drive(&[1.0, 0.5, 0.5, 0.5], 2, 0.0), (4, Some(2), 2.0));
+        // A late improvement restarts the wait.
+        assert_eq!(
+            drive(&[1.0, 0.5, 0.6, 0.4, 0.45, 0.5], 2, 0.0),
+            (6, Some(4), 4.0)
+        );
+        // With min_delta 0.1, 0.45 after 0.5 is not enough: best stays at epoch 2.
+        assert_eq!(drive(&[1.0, 0.5, 0.45, 0.42], 2, 0.1), (4, Some(2), 2.0));
+        // Patience 0 stops at the first epoch without improvement, never after the first epoch.
+        assert_eq!(drive(&[1.0, 1.5, 0.1], 0, 0.0), (2, Some(1), 1.0));
+        assert_eq!(drive(&[f64::NAN, 1.0, 2.0], 0, 0.0), (3, Some(2), 2.0));
+        // Never stopping: runs all epochs.
+        assert_eq!(drive(&[3.0, 2.0, 1.0], 2, 0.0), (3, Some(3), 3.0));
+    }
+
+    /// A set stop flag ends the epoch before its first batch with `Interrupted`.
+    #[test]
+    fn stop_flag_interrupts() {
+        let model = ModelConfig {
+            num_words: 10,
+            embed_dim: 2,
+            units: 2,
+            maxlen: 3,
+            dropout: 0.0,
+            recurrent_dropout: 0.0,
+        };
+        let cfg = TrainConfig {
+            threads: 1,
+            ..TrainConfig::default()
+        };
+        let mut state = TrainState::new(&model, &cfg);
+        let before = state.params.clone();
+        let mut engine = Engine::new(&model, 1);
+        let stop = AtomicBool::new(true);
+        let x = [1u32, 2, 3, 4, 5, 6];
+        let y = [1.0f32, 0.0];
+        let err = run_epoch_until(
+            &mut state,
+            &mut engine,
+            &model,
+            &cfg,
+            Split { x: &x, y: &y },
+            None,
+            &mut Silent,
+            &stop,
+        )
+        .unwrap_err();
+        assert!(err.is::<Interrupted>());
+        assert_eq!(state.params, before);
+        assert_eq!(state.epochs_done(), 0);
+    }
+}
