@@ -9,7 +9,7 @@ pub mod train;
 use crate::data::{Preprocessing, Side};
 use crate::nn::ModelConfig;
 use crate::train::progress::LogFormat;
-use crate::train::{MaskMode, TrainConfig};
+use crate::train::{EarlyStopping, MaskMode, TrainConfig};
 use anyhow::{ensure, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -66,6 +66,10 @@ pub struct DataArgs {
 /// Flags of `train`; every default is the Keras tutorial's.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
+    /// Continue the run in RUN_DIR from its last checkpoint (saved after every epoch) with that
+    /// run's own settings and data; only --quiet, --log-format and the same --threads may be given.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = RESUME_CONFLICTS)]
+    pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
     /// Run folder for the model, history and pictures [default: a new folder under runs/].
@@ -114,12 +118,25 @@ pub struct TrainArgs {
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Validate on this last fraction of the training data instead of the test set (Keras validation_split).
+    /// Validate on this last fraction of the training data instead of the test set (Keras
+    /// validation_split) [default: none, or 0.2 with --early-stopping].
     #[arg(long, value_name = "F")]
     pub validation_split: Option<f64>,
     /// Use only the first N training and N test reviews (after shuffling): for quick runs.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Stop when val_loss has not improved by more than --min-delta for PATIENCE epochs (Keras
+    /// EarlyStopping). Validation then uses --validation-split of the training data (default 0.2),
+    /// never the test set, which is evaluated once at the end; the best epoch's weights are
+    /// restored at the end (see --no-restore-best).
+    #[arg(long, value_name = "PATIENCE")]
+    pub early_stopping: Option<usize>,
+    /// With --early-stopping: the decrease of val_loss that counts as an improvement [default: 0].
+    #[arg(long, value_name = "DELTA", requires = "early_stopping")]
+    pub min_delta: Option<f64>,
+    /// With --early-stopping: keep the last epoch's weights instead of restoring the best epoch's.
+    #[arg(long, requires = "early_stopping")]
+    pub no_restore_best: bool,
     /// Print nothing while training.
     #[arg(long)]
     pub quiet: bool,
@@ -128,14 +145,43 @@ pub struct TrainArgs {
     pub log_format: LogFormat,
 }
 
+/// The `train` flags that choose a run's settings: `--resume` takes them from the checkpoint,
+/// so giving any of them with it is an error.
+const RESUME_CONFLICTS: [&str; 20] = [
+    "data",
+    "out",
+    "epochs",
+    "batch_size",
+    "num_words",
+    "maxlen",
+    "padding",
+    "truncating",
+    "embed_dim",
+    "units",
+    "dropout",
+    "recurrent_dropout",
+    "dropout_masks",
+    "learning_rate",
+    "seed",
+    "validation_split",
+    "limit",
+    "early_stopping",
+    "min_delta",
+    "no_restore_best",
+];
+
 /// Everything `train` needs, checked.
 #[derive(Clone, Debug)]
 pub struct TrainPlan {
     pub model: ModelConfig,
     pub pre: Preprocessing,
     pub train: TrainConfig,
+    /// Validation fraction of the training data (0.2 by default with early stopping); None
+    /// validates on the test set, as the tutorial does.
     pub validation_split: Option<f64>,
     pub limit: Option<usize>,
+    /// Early stopping on val_loss, when asked for.
+    pub early_stopping: Option<EarlyStopping>,
 }
 
 impl TrainArgs {
@@ -185,6 +231,26 @@ impl TrainArgs {
         if let Some(n) = self.limit {
             ensure!(n >= 1, "--limit 0: use at least 1 review");
         }
+        let early_stopping = match self.early_stopping {
+            Some(patience) => {
+                let min_delta = self.min_delta.unwrap_or(0.0);
+                ensure!(
+                    min_delta.is_finite() && min_delta >= 0.0,
+                    "--min-delta {min_delta} must be a number >= 0 (default 0)"
+                );
+                Some(EarlyStopping {
+                    patience,
+                    min_delta,
+                    restore_best: !self.no_restore_best,
+                })
+            }
+            None => None,
+        };
+        // Early stopping must not look at the test set: hold out part of the training data.
+        let validation_split = match (self.validation_split, &early_stopping) {
+            (None, Some(_)) => Some(0.2),
+            (f, _) => f,
+        };
         let threads = match self.threads {
             Some(0) => anyhow::bail!("--threads 0: use 1 or more"),
             Some(t) => t,
@@ -218,8 +284,9 @@ impl TrainArgs {
             model,
             pre,
             train,
-            validation_split: self.validation_split,
+            validation_split,
             limit: self.limit,
+            early_stopping,
         })
     }
 }

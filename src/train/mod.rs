@@ -1,6 +1,7 @@
 //! Training: Keras's `model.fit` for this network — shuffle every epoch, batches, dropout
 //! masks, Adam, validation after each epoch, history.
 
+pub mod checkpoint;
 pub mod history;
 pub mod progress;
 
@@ -12,6 +13,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// How dropout masks are shared between the LSTM's four gates.
@@ -25,6 +27,7 @@ pub enum MaskMode {
 }
 
 impl MaskMode {
+    /// Masks drawn per row: 4 (one per gate) or 1 (shared).
     pub fn groups(self) -> usize {
         match self {
             MaskMode::PerGate => 4,
@@ -139,6 +142,17 @@ fn draw_mask(
     );
 }
 
+/// The run was stopped by a request (Ctrl-C) between two batches; the epoch in progress is lost
+/// and the caller keeps its last checkpoint. The command line maps it to exit code 130.
+#[derive(Debug)]
+pub struct Interrupted;
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "interrupted")
+    }
+}
+impl std::error::Error for Interrupted {}
+
 /// One epoch: shuffle, train on every batch, then validate. Appends to `state.history`.
 /// Stops with an error naming the epoch and step if the loss becomes NaN or infinite; the
 /// state is then left as it was after the last good step.
@@ -150,6 +164,24 @@ pub fn run_epoch(
     train: Split,
     val: Option<Split>,
     obs: &mut dyn Observer,
+) -> anyhow::Result<EpochRecord> {
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    run_epoch_until(state, engine, model, cfg, train, val, obs, &NEVER)
+}
+
+/// [`run_epoch`] that also stops with [`Interrupted`] as soon as `stop` is set (checked before
+/// each batch with one relaxed atomic load, so the hot loop gains no syscall). After an
+/// interruption `state` is mid-epoch: discard it and resume from the last checkpoint.
+#[allow(clippy::too_many_arguments)]
+pub fn run_epoch_until(
+    state: &mut TrainState,
+    engine: &mut Engine,
+    model: &ModelConfig,
+    cfg: &TrainConfig,
+    train: Split,
+    val: Option<Split>,
+    obs: &mut dyn Observer,
+    stop: &AtomicBool,
 ) -> anyhow::Result<EpochRecord> {
     let start = Instant::now();
     let t_len = model.maxlen;
@@ -173,6 +205,9 @@ pub fn run_epoch(
     let mut total = BatchStats::default();
     engine.refresh(&state.params);
     for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Interrupted.into());
+        }
         xbuf.clear();
         ybuf.clear();
         for &i in idx {
@@ -249,4 +284,179 @@ pub fn run_epoch(
     state.history.epochs.push(record.clone());
     obs.on_epoch_end(&record, cfg.epochs);
     Ok(record)
+}
+
+/// Keras's `EarlyStopping(monitor="val_loss", mode="min")` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    /// Epochs without improvement after which training stops.
+    pub patience: usize,
+    /// A val_loss counts as an improvement only when it is below the best by more than this.
+    pub min_delta: f64,
+    /// Put the best epoch's weights back at the end (Keras `restore_best_weights`).
+    pub restore_best: bool,
+}
+
+/// The running state of early stopping, following Keras 3's `EarlyStopping.on_epoch_end`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopper {
+    /// The settings.
+    pub cfg: EarlyStopping,
+    /// The val_loss of the last improvement (None before the first epoch).
+    pub best: Option<f64>,
+    /// The 1-based epoch of the last improvement: the weights restored at the end.
+    pub best_epoch: Option<usize>,
+    /// Epochs since the last improvement.
+    pub wait: usize,
+    /// The epoch after which training stopped, once it has.
+    pub stopped_epoch: Option<usize>,
+    /// The best epoch's weights, kept when `restore_best` (saved in the checkpoint as a tensor).
+    #[serde(skip)]
+    pub best_params: Option<Vec<f32>>,
+}
+
+impl EarlyStopper {
+    /// Nothing seen yet.
+    pub fn new(cfg: EarlyStopping) -> EarlyStopper {
+        EarlyStopper {
+            cfg,
+            best: None,
+            best_epoch: None,
+            wait: 0,
+            stopped_epoch: None,
+            best_params: None,
+        }
+    }
+
+    /// Takes the epoch just finished (`params` are its weights); returns true when training
+    /// must stop. Keras's rule: an improvement is `val_loss < best - min_delta`; after one,
+    /// `wait` restarts; otherwise training stops once `wait` reaches `patience` (never after
+    /// the first epoch).
+    pub fn on_epoch_end(&mut self, record: &EpochRecord, params: &[f32]) -> anyhow::Result<bool> {
+        let current = record.val_loss.ok_or_else(|| {
+            anyhow::anyhow!(
+                "early stopping watches val_loss, but epoch {} has none: give --validation-split",
+                record.epoch
+            )
+        })?;
+        if self.cfg.restore_best && self.best_params.is_none() {
+            self.best_params = Some(params.to_vec());
+            self.best_epoch = Some(record.epoch);
+        }
+        self.wait += 1;
+        // NaN never improves (the comparison is false), as in Keras.
+        let improved = current + self.cfg.min_delta < self.best.unwrap_or(f64::INFINITY);
+        if improved {
+            self.best = Some(current);
+            self.best_epoch = Some(record.epoch);
+            if self.cfg.restore_best {
+                match &mut self.best_params {
+                    Some(b) => b.copy_from_slice(params),
+                    None => self.best_params = Some(params.to_vec()),
+                }
+            }
+            self.wait = 0;
+            return Ok(false);
+        }
+        if self.wait >= self.cfg.patience && record.epoch > 1 {
+            self.stopped_epoch = Some(record.epoch);
+        }
+        Ok(self.stopped_epoch.is_some())
+    }
+
+    /// True once training has been stopped.
+    pub fn stopped(&self) -> bool {
+        self.stopped_epoch.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(epoch: usize, val_loss: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            loss: 0.5,
+            accuracy: 0.5,
+            val_loss: Some(val_loss),
+            val_accuracy: Some(0.5),
+            seconds: 0.0,
+        }
+    }
+
+    /// Feeds val losses until the stopper says stop; returns (epochs run, best epoch, best weights).
+    fn drive(losses: &[f64], patience: usize, min_delta: f64) -> (usize, Option<usize>, f32) {
+        let mut es = EarlyStopper::new(EarlyStopping {
+            patience,
+            min_delta,
+            restore_best: true,
+        });
+        for (i, &l) in losses.iter().enumerate() {
+            // The "weights" of epoch i+1 are just its number.
+            if es.on_epoch_end(&rec(i + 1, l), &[(i + 1) as f32]).unwrap() {
+                return (i + 1, es.best_epoch, es.best_params.unwrap()[0]);
+            }
+        }
+        (losses.len(), es.best_epoch, es.best_params.unwrap()[0])
+    }
+
+    /// Keras's rule, by hand: stop after `patience` epochs without an improvement by more than
+    /// min_delta; the best epoch is the last improvement, and its weights are kept.
+    #[test]
+    fn early_stopping_follows_keras() {
+        // Best at 2, then two epochs without improvement.
+        assert_eq!(drive(&[1.0, 0.5, 0.6, 0.7, 0.1], 2, 0.0), (4, Some(2), 2.0));
+        // An equal value is no improvement.
+        assert_eq!(drive(&[1.0, 0.5, 0.5, 0.5], 2, 0.0), (4, Some(2), 2.0));
+        // A late improvement restarts the wait.
+        assert_eq!(
+            drive(&[1.0, 0.5, 0.6, 0.4, 0.45, 0.5], 2, 0.0),
+            (6, Some(4), 4.0)
+        );
+        // With min_delta 0.1, 0.45 after 0.5 is not enough: best stays at epoch 2.
+        assert_eq!(drive(&[1.0, 0.5, 0.45, 0.42], 2, 0.1), (4, Some(2), 2.0));
+        // Patience 0 stops at the first epoch without improvement, never after the first epoch.
+        assert_eq!(drive(&[1.0, 1.5, 0.1], 0, 0.0), (2, Some(1), 1.0));
+        assert_eq!(drive(&[f64::NAN, 1.0, 2.0], 0, 0.0), (3, Some(2), 2.0));
+        // Never stopping: runs all epochs.
+        assert_eq!(drive(&[3.0, 2.0, 1.0], 2, 0.0), (3, Some(3), 3.0));
+    }
+
+    /// A set stop flag ends the epoch before its first batch with `Interrupted`.
+    #[test]
+    fn stop_flag_interrupts() {
+        let model = ModelConfig {
+            num_words: 10,
+            embed_dim: 2,
+            units: 2,
+            maxlen: 3,
+            dropout: 0.0,
+            recurrent_dropout: 0.0,
+        };
+        let cfg = TrainConfig {
+            threads: 1,
+            ..TrainConfig::default()
+        };
+        let mut state = TrainState::new(&model, &cfg);
+        let before = state.params.clone();
+        let mut engine = Engine::new(&model, 1);
+        let stop = AtomicBool::new(true);
+        let x = [1u32, 2, 3, 4, 5, 6];
+        let y = [1.0f32, 0.0];
+        let err = run_epoch_until(
+            &mut state,
+            &mut engine,
+            &model,
+            &cfg,
+            Split { x: &x, y: &y },
+            None,
+            &mut Silent,
+            &stop,
+        )
+        .unwrap_err();
+        assert!(err.is::<Interrupted>());
+        assert_eq!(state.params, before);
+        assert_eq!(state.epochs_done(), 0);
+    }
 }
