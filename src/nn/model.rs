@@ -6,6 +6,7 @@
 //! added in thread order; the embedding gradient is scattered from each thread's input
 //! gradient in thread order. The result depends only on the thread count, never on timing.
 
+use super::gemm::{matmul, Op};
 use super::lstm::{transpose, LstmCache, LstmGrads, LstmWeights, Mask, RecurrentPacked};
 use super::params::{Params, BIAS, DENSE_BIAS, DENSE_KERNEL, EMBEDDING, KERNEL, RECURRENT};
 use super::ModelConfig;
@@ -64,6 +65,10 @@ pub struct Engine {
     kernel_t: Vec<f32>,
     /// The recurrent kernel packed for the per-step products.
     packed: RecurrentPacked,
+    /// `[V, 4H]` embeddings * kernel + bias: inference's input projection as a lookup table,
+    /// rebuilt on the first inference after each refresh.
+    table: Vec<f32>,
+    table_fresh: bool,
 }
 
 /// Rows `[start, end)` of a batch of `n` given to thread `k` of `threads`.
@@ -81,6 +86,8 @@ impl Engine {
             workspaces: (0..threads).map(|_| Workspace::default()).collect(),
             kernel_t: vec![0.0; 4 * h * d],
             packed: RecurrentPacked::default(),
+            table: Vec::new(),
+            table_fresh: false,
         }
     }
 
@@ -93,6 +100,7 @@ impl Engine {
         let (d, h) = (self.cfg.embed_dim, self.cfg.units);
         transpose(params.tensor(KERNEL), d, 4 * h, &mut self.kernel_t);
         self.packed.pack(params.tensor(RECURRENT), h);
+        self.table_fresh = false;
     }
 
     /// Forward and backward on one training batch. `ids` is `[B, T]`, `y` `[B]`; `grads` is
@@ -178,14 +186,32 @@ impl Engine {
         let t_len = self.cfg.maxlen;
         let n = out.len();
         assert_eq!(ids.len(), n * t_len, "ids must be [n, maxlen]");
-        let w = LstmWeights {
-            kernel: params.tensor(KERNEL),
-            recurrent: params.tensor(RECURRENT),
-            bias: params.tensor(BIAS),
-            kernel_t: &self.kernel_t,
-            packed: &self.packed,
-        };
-        let (cfg, threads) = (&self.cfg, self.threads);
+        let (v, d, h) = (self.cfg.num_words, self.cfg.embed_dim, self.cfg.units);
+        if !self.table_fresh {
+            // Without dropout, x_t W + b = (E W + b)[id]: one GEMM over the vocabulary replaces
+            // the input projection of every step of every sequence.
+            self.table.resize(v * 4 * h, 0.0);
+            for row in self.table.chunks_exact_mut(4 * h) {
+                row.copy_from_slice(params.tensor(BIAS));
+            }
+            matmul(
+                v,
+                4 * h,
+                d,
+                params.tensor(EMBEDDING),
+                d,
+                Op::N,
+                params.tensor(KERNEL),
+                4 * h,
+                Op::N,
+                &mut self.table,
+                4 * h,
+                true,
+            );
+            self.table_fresh = true;
+        }
+        let (table, packed, threads) = (&self.table, &self.packed, self.threads);
+        let (wd, bd) = (params.tensor(DENSE_KERNEL), params.tensor(DENSE_BIAS)[0]);
         std::thread::scope(|s| {
             let mut rest = &mut out[..];
             let mut handles = Vec::new();
@@ -200,8 +226,10 @@ impl Engine {
                         .chunks(EVAL_ROWS * t_len)
                         .zip(mine.chunks_mut(EVAL_ROWS))
                     {
-                        ws.forward_chunk(cfg, params, &w, ids, None);
-                        out.copy_from_slice(&ws.logits[..out.len()]);
+                        let hs = ws.lstm.infer(table, ids, t_len, h, packed);
+                        for (o, hrow) in out.iter_mut().zip(hs.chunks_exact(h)) {
+                            *o = hrow.iter().zip(wd).map(|(a, b)| a * b).sum::<f32>() + bd;
+                        }
                     }
                 };
                 if k + 1 == threads {
