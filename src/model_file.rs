@@ -279,11 +279,12 @@ pub fn load(path: &Path) -> Result<ModelFile> {
         ),
         Err(e) => bail!("cannot read model file {shown}: {e}"),
     };
-    decode(&bytes).map_err(|e| anyhow!("{shown}: {e:#}"))
+    load_bytes(&bytes).map_err(|e| anyhow!("{shown}: {e:#}"))
 }
 
-/// Parses and validates the bytes of a model file; errors do not name the path (the caller adds it).
-fn decode(bytes: &[u8]) -> Result<ModelFile> {
+/// Parses and validates the bytes of a model file, as [`load`] does after reading it; errors do
+/// not name a path (the caller adds it). Never panics, whatever the bytes (it is fuzzed).
+pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
     let len = bytes.len();
     if len == 0 {
         bail!("the file is empty (0 bytes), not an imdb-lstm model file");

@@ -106,13 +106,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         .validate()
         .with_context(|| args.model.display().to_string())?;
     let probs = predict_texts(&m, &params, &mut engine, &texts);
-    for (i, (p, t)) in probs.iter().zip(&texts).enumerate() {
+    let lines = probs.iter().zip(&texts).enumerate().map(|(i, (p, t))| {
         let label = if *p > 0.5 { "positive" } else { "negative" };
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({ "index": i, "probability": p, "label": label })
-            );
+            serde_json::json!({ "index": i, "probability": p, "label": label }).to_string()
         } else {
             let preview: String = t.chars().take(60).collect();
             let more = if t.chars().nth(60).is_some() {
@@ -120,8 +117,25 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             } else {
                 ""
             };
-            println!("{p:.4}  {label:<8}  {preview}{more}");
+            format!("{p:.4}  {label:<8}  {preview}{more}")
         }
+    });
+    write_stdout(lines, "the predictions")
+}
+
+/// Writes `lines` to standard output. A reader that went away (`| head -1`) ends the output
+/// quietly, as command-line tools do; any other failure (a full disk) is one clear error instead
+/// of `println!`'s panic.
+pub fn write_stdout(lines: impl IntoIterator<Item = String>, what: &str) -> Result<()> {
+    use std::io::{ErrorKind, Write};
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = lines
+        .into_iter()
+        .try_for_each(|l| writeln!(out, "{l}"))
+        .and_then(|()| out.flush());
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => bail!("cannot write {what} to standard output: {e}"),
     }
-    Ok(())
 }

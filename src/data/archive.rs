@@ -116,6 +116,21 @@ fn finish(mut data: RawDataset, path: &Path) -> Result<RawDataset> {
             missing[0]
         );
     }
+    // Reviews without a single letter or digit give the model nothing to learn from: a data set
+    // of only those is damaged (or a wrong file), and training on it would succeed uselessly.
+    for (name, reviews) in [("train", &data.train), ("test", &data.test)] {
+        if !reviews
+            .iter()
+            .any(|r| r.text.chars().any(char::is_alphanumeric))
+        {
+            bail!(
+                "{}: all {} {name} reviews are empty (no words in any of them); the data is \
+                 damaged, get a fresh copy",
+                path.display(),
+                reviews.len()
+            );
+        }
+    }
     Ok(data)
 }
 
@@ -132,11 +147,18 @@ fn push(data: &mut RawDataset, split: Split, label: u8, id: u32, rating: u8, byt
     }
 }
 
-/// Reads a `.tar.gz` in one streaming pass.
+/// Reads a `.tar.gz` file in one streaming pass.
 fn load_archive(path: &Path) -> Result<RawDataset> {
     let file = fs::File::open(path)
         .with_context(|| format!("cannot open the data archive {}", path.display()))?;
-    let mut reader = io::BufReader::with_capacity(1 << 20, file);
+    read_archive(io::BufReader::with_capacity(1 << 20, file), path)
+}
+
+/// Reads the labelled reviews from `.tar.gz` bytes in one streaming pass, never unpacking
+/// anything to disk; `path` only names the archive in errors. Only regular files are read:
+/// symlinks, hard links, devices and folders are ignored, so an entry can never point elsewhere.
+/// Never panics, whatever the bytes (it is fuzzed).
+pub fn read_archive(mut reader: impl Read, path: &Path) -> Result<RawDataset> {
     let mut magic = [0u8; 2];
     let got = read_up_to(&mut reader, &mut magic)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -148,23 +170,27 @@ fn load_archive(path: &Path) -> Result<RawDataset> {
     }
     let gz = flate2::read::GzDecoder::new(io::Cursor::new(magic).chain(reader));
     let mut archive = tar::Archive::new(gz);
-    let corrupt = || {
-        format!(
-            "{} is corrupt or truncated (reading it as .tar.gz failed); download it again",
-            path.display()
+    // The tar crate quotes the damaged header bytes in its errors; keep the line one line.
+    let corrupt = |e: io::Error| {
+        anyhow!(
+            "{} is corrupt or truncated (reading it as .tar.gz failed: {}); download it again",
+            path.display(),
+            one_line(&e.to_string())
         )
     };
     let mut data = RawDataset::default();
     let mut buf = Vec::new();
-    for entry in archive.entries().with_context(corrupt)? {
-        let mut entry = entry.with_context(corrupt)?;
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let entry_path = entry.path().with_context(corrupt)?.into_owned();
-        let comps: Vec<&str> = entry_path
+        let entry_path = entry.path().map_err(corrupt)?.into_owned();
+        // Lossy, so a non-UTF-8 folder is not silently dropped from the path (which would shift a
+        // file in `pos/<bad>/` into `pos/`), and a non-UTF-8 name in a review folder is reported.
+        let comps: Vec<String> = entry_path
             .components()
-            .filter_map(|c| c.as_os_str().to_str())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
         let [.., split, label, name] = comps.as_slice() else {
             continue;
@@ -174,12 +200,21 @@ fn load_archive(path: &Path) -> Result<RawDataset> {
             continue;
         };
         buf.clear();
-        entry.read_to_end(&mut buf).with_context(corrupt)?;
+        entry.read_to_end(&mut buf).map_err(corrupt)?;
         push(&mut data, split, label, id, rating, &buf);
     }
     // Read to the end so the gzip trailer (CRC, length) is checked too.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).with_context(corrupt)?;
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
     finish(data, path)
+}
+
+/// `s` with control characters escaped and cut to 120 chars, fit for a one-line error.
+fn one_line(s: &str) -> String {
+    let mut out: String = s.chars().take(120).flat_map(char::escape_debug).collect();
+    if s.chars().nth(120).is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
