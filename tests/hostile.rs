@@ -963,3 +963,88 @@ fn predict_threads_zero() {
         &["--threads 0"],
     );
 }
+
+// ---------------------------------------------------------------- vocabulary properties
+
+mod vocabulary_properties {
+    use imdb_lstm::data::{tokenize, Preprocessing, Vocabulary};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Texts from a small pool (so counts tie often) with case, apostrophes, `<br />`, Unicode.
+    fn texts() -> impl Strategy<Value = Vec<String>> {
+        let word = prop::sample::select(vec![
+            "the", "The", "film", "FILM", "don't", "'quoted'", "café", "CAFÉ", "ß", "δ", "a1",
+            "42", "br", "x", "y", "z", "zz", "é",
+        ]);
+        let sep = prop::sample::select(vec![" ", ", ", "<br />", "<BR>", "... ", "\n", "'"]);
+        let text = prop::collection::vec((word, sep), 0..25)
+            .prop_map(|ws| ws.into_iter().map(|(w, s)| format!("{w}{s}")).collect());
+        prop::collection::vec(text, 0..12)
+    }
+
+    fn pre(num_words: usize) -> Preprocessing {
+        Preprocessing {
+            num_words,
+            ..Preprocessing::default()
+        }
+    }
+
+    proptest! {
+        /// Ranks are counts descending, ties ascending by word, and every token is ranked.
+        #[test]
+        fn ranking_order(texts in texts()) {
+            let v = Vocabulary::build(texts.iter().map(String::as_str));
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for t in &texts {
+                for tok in tokenize(t) {
+                    *counts.entry(tok).or_default() += 1;
+                }
+            }
+            prop_assert_eq!(v.len(), counts.len());
+            for w in v.words().windows(2) {
+                let (a, b) = (counts[&w[0]], counts[&w[1]]);
+                prop_assert!(a > b || (a == b && w[0] < w[1]), "{:?} ({}) before {:?} ({})", w[0], a, w[1], b);
+            }
+            for (i, w) in v.words().iter().enumerate() {
+                prop_assert_eq!(v.rank(w), Some(i as u32 + 1));
+            }
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let (v2, ranks) = Vocabulary::build_with_ranks(&refs);
+            prop_assert_eq!(&v2, &v);
+            for (t, r) in texts.iter().zip(&ranks) {
+                let want: Vec<u32> = tokenize(t).iter().map(|w| v.rank(w).unwrap()).collect();
+                prop_assert_eq!(r, &want);
+            }
+        }
+
+        /// encode = start id + one id per token; ids are rank + 3 below num_words, else oov;
+        /// the kept vocabulary encodes exactly like the full one; padding keeps ids in range.
+        #[test]
+        fn encode_and_kept_agree(texts in texts(), probe in texts(), num_words in 4usize..30) {
+            let v = Vocabulary::build(texts.iter().map(String::as_str));
+            let p = pre(num_words);
+            let kept = v.kept(&p);
+            prop_assert!(kept.len() <= num_words - 4);
+            prop_assert_eq!(kept.words(), &v.words()[..kept.len()]);
+            prop_assert_eq!(&Vocabulary::from_words(v.words().to_vec()), &v);
+            for t in texts.iter().chain(&probe) {
+                let ids = v.encode(t, &p);
+                let toks = tokenize(t);
+                prop_assert_eq!(ids.len(), toks.len() + 1);
+                prop_assert_eq!(ids[0], p.start_id);
+                for (tok, &id) in toks.iter().zip(&ids[1..]) {
+                    let want = match v.rank(tok) {
+                        Some(r) if (r as usize + 3) < num_words => r + 3,
+                        _ => p.oov_id,
+                    };
+                    prop_assert_eq!(id, want, "token {:?}", tok);
+                }
+                prop_assert_eq!(&kept.encode(t, &p), &ids);
+                let row = p.encode_padded(&kept, t);
+                prop_assert_eq!(row.len(), p.maxlen);
+                prop_assert!(row.iter().all(|&i| (i as usize) < num_words));
+            }
+        }
+    }
+}
