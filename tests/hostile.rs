@@ -29,6 +29,8 @@ fn fails(cmd: &mut Command, code: i32, needles: &[&str]) -> String {
             "{cmd:?}: error should contain {n:?}: {err}"
         );
     }
+    // Shown with --nocapture: the table in docs/what-happens-when.md quotes these lines.
+    eprintln!("[exit {got}] {}", err.trim_end());
     err
 }
 
@@ -991,6 +993,9 @@ mod vocabulary_properties {
     }
 
     proptest! {
+        // No failure file: integration tests have no lib.rs beside them for proptest to find.
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
         /// Ranks are counts descending, ties ascending by word, and every token is ranked.
         #[test]
         fn ranking_order(texts in texts()) {
