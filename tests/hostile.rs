@@ -535,6 +535,72 @@ fn data_dot_dot_and_absolute_paths_write_nothing() {
 }
 
 #[test]
+fn data_env_variable_names_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = bin();
+    c.args(["train", "--quiet", "--out"])
+        .arg(tmp.path().join("run"))
+        .env("IMDB_LSTM_DATA", tmp.path().join("gone.tar.gz"));
+    fails(
+        &mut c,
+        1,
+        &[
+            "IMDB_LSTM_DATA=",
+            "gone.tar.gz",
+            "fix or unset the variable",
+        ],
+    );
+}
+
+#[test]
+fn data_cached_archive_of_the_wrong_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("imdb-lstm");
+    std::fs::create_dir(&cache).unwrap();
+    tiny_archive(&cache, 2);
+    std::fs::rename(
+        cache.join("tiny_imdb.tar.gz"),
+        cache.join("aclImdb_v1.tar.gz"),
+    )
+    .unwrap();
+    let mut c = bin();
+    c.args(["train", "--quiet", "--out"])
+        .arg(tmp.path().join("run"))
+        .env("XDG_CACHE_HOME", tmp.path());
+    fails(
+        &mut c,
+        1,
+        &[
+            "the cached archive",
+            "aclImdb_v1.tar.gz",
+            "not 84125825",
+            "delete it",
+        ],
+    );
+}
+
+/// No --data, no variable, and a cache folder that cannot exist: fails before any download.
+#[test]
+fn data_cache_folder_under_a_regular_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "not_a_folder", b"x");
+    let mut c = bin();
+    c.args(["train", "--quiet", "--out"])
+        .arg(tmp.path().join("run"))
+        .env("XDG_CACHE_HOME", &file);
+    fails(
+        &mut c,
+        1,
+        &[
+            "cannot create the folder",
+            "not_a_folder/imdb-lstm",
+            "pass its path with --data",
+        ],
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
 fn data_folder_without_the_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("reviews");
