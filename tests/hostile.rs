@@ -892,6 +892,33 @@ fn model_file_with_a_nan_weight() {
     );
 }
 
+/// maxlen shapes no tensor: a tiny file claiming 2^28 tokens per review used to make predict
+/// allocate 16 GiB and abort (exit 134).
+#[test]
+fn model_file_with_a_huge_maxlen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = edit_header(|h| {
+        for key in ["config", "preprocessing"] {
+            let c = h["__metadata__"][key].as_str().unwrap();
+            let mut c: serde_json::Value = serde_json::from_str(c).unwrap();
+            c["maxlen"] = (1u64 << 28).into();
+            h["__metadata__"][key] = c.to_string().into();
+        }
+    });
+    let p = write(tmp.path(), "long.safetensors", &bytes);
+    fails(
+        predict_with(&p).arg("good"),
+        1,
+        &[
+            "long.safetensors",
+            "config maxlen is 268435456",
+            "limit of 1048576",
+        ],
+    );
+    let err = imdb_lstm::model_file::load_bytes(&bytes).unwrap_err();
+    assert!(format!("{err}").contains("maxlen"), "{err}");
+}
+
 #[test]
 fn model_file_is_the_data_archive() {
     let tmp = tempfile::tempdir().unwrap();
