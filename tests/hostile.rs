@@ -974,6 +974,21 @@ fn predict_file_missing_or_a_folder() {
     );
 }
 
+/// An endless input (`--file /dev/zero`) is cut at 256 MiB with an error, not read until memory
+/// runs out.
+#[test]
+fn predict_file_endless() {
+    if !Path::new("/dev/zero").exists() {
+        eprintln!("no /dev/zero here: skipping");
+        return;
+    }
+    fails(
+        predict_with(model()).args(["--file", "/dev/zero"]),
+        1,
+        &["/dev/zero holds more than 256 MiB of text", "split it"],
+    );
+}
+
 #[test]
 fn predict_stdin_closed() {
     let mut c = predict_with(model());

@@ -23,23 +23,35 @@ pub struct PredictArgs {
     pub threads: Option<usize>,
 }
 
+/// The most text `--file` reads (256 MiB): far beyond any list of reviews, far below memory.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
 /// The reviews from the arguments and the file, each checked: not empty, with words in it.
 fn inputs(args: &PredictArgs) -> Result<Vec<String>> {
     let mut texts = args.texts.clone();
     if let Some(f) = &args.file {
-        let mut bytes = Vec::new();
-        if f.as_os_str() == "-" {
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("cannot read standard input")?;
-        } else {
-            bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-        }
         let name = if f.as_os_str() == "-" {
             "standard input".to_string()
         } else {
             f.display().to_string()
         };
+        let reader: Box<dyn Read> = if f.as_os_str() == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(std::fs::File::open(f).with_context(|| format!("cannot read {name}"))?)
+        };
+        // Bounded, so `--file /dev/zero` or an endless pipe is an error, not an out-of-memory abort.
+        let mut bytes = Vec::new();
+        reader
+            .take(MAX_INPUT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {name}"))?;
+        if bytes.len() as u64 > MAX_INPUT_BYTES {
+            bail!(
+                "{name} holds more than {} MiB of text; split it into smaller files",
+                MAX_INPUT_BYTES >> 20
+            );
+        }
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
