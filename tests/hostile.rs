@@ -472,6 +472,42 @@ fn data_review_of_10_mb() {
     succeeds(&mut train(&p, &tmp.path().join("run")));
 }
 
+/// A gzip bomb: a 65 MiB review (a few hundred KB compressed) is refused before it is read whole.
+#[test]
+fn data_review_over_64_mib() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = good_files(2);
+    files[0].1 = vec![b'a'; 65 << 20];
+    let p = write(tmp.path(), "bomb.tar.gz", &targz_bytes(&as_entries(&files)));
+    fails(
+        &mut train(&p, &tmp.path().join("run")),
+        1,
+        &[
+            "the review file aclImdb/train/pos/0_8.txt (in",
+            "bomb.tar.gz",
+            "larger than 64 MiB",
+        ],
+    );
+}
+
+/// In a data folder a link to /dev/zero (or a FIFO) would never end: only regular files are read.
+#[test]
+fn data_folder_with_a_link_to_a_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("aclImdb");
+    for (name, data) in good_files(2) {
+        let path = tmp.path().join(String::from_utf8(name).unwrap());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    std::os::unix::fs::symlink("/dev/zero", root.join("train/pos/77_9.txt")).unwrap();
+    fails(
+        &mut train(&root, &tmp.path().join("run")),
+        1,
+        &["77_9.txt", "is not a regular file"],
+    );
+}
+
 /// A symlink (or hard link) in a review folder is ignored, never followed: the target's words
 /// never reach the vocabulary.
 #[test]

@@ -7,6 +7,58 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+/// The largest review file read (64 MiB; the longest IMDB review is about 14 KB, and a 10 MB one
+/// is fine). Bigger is a damaged or hostile file, e.g. a gzip bomb, refused before memory runs out.
+pub const MAX_REVIEW_BYTES: u64 = 64 << 20;
+/// The most review text read in all (2 GiB; the data set holds about 65 MB).
+pub const MAX_TOTAL_BYTES: u64 = 2 << 30;
+
+/// Size limits for reading, so tests can use small ones.
+#[derive(Clone, Copy)]
+struct Limits {
+    review: u64,
+    total: u64,
+}
+
+const LIMITS: Limits = Limits {
+    review: MAX_REVIEW_BYTES,
+    total: MAX_TOTAL_BYTES,
+};
+
+/// Reads all of `r` into `buf` (cleared first), refusing more than `limits.review` bytes or a
+/// running total `*total` above `limits.total`; `shown` names the file in the error.
+fn read_review(
+    r: impl Read,
+    buf: &mut Vec<u8>,
+    total: &mut u64,
+    limits: Limits,
+    shown: &dyn Fn() -> String,
+) -> Result<io::Result<()>> {
+    buf.clear();
+    if let Err(e) = r.take(limits.review + 1).read_to_end(buf) {
+        return Ok(Err(e));
+    }
+    let n = buf.len() as u64;
+    if n > limits.review {
+        bail!(
+            "the review file {} is larger than {} MiB: this is not the IMDB data set (or it is \
+             damaged); get a fresh copy",
+            shown(),
+            limits.review >> 20
+        );
+    }
+    *total += n;
+    if *total > limits.total {
+        bail!(
+            "the reviews add up to more than {} MiB of text by {}: this is not the IMDB data set \
+             (or it is damaged); get a fresh copy",
+            limits.total >> 20,
+            shown()
+        );
+    }
+    Ok(Ok(()))
+}
+
 /// One labelled review.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Review {
@@ -158,7 +210,11 @@ fn load_archive(path: &Path) -> Result<RawDataset> {
 /// anything to disk; `path` only names the archive in errors. Only regular files are read:
 /// symlinks, hard links, devices and folders are ignored, so an entry can never point elsewhere.
 /// Never panics, whatever the bytes (it is fuzzed).
-pub fn read_archive(mut reader: impl Read, path: &Path) -> Result<RawDataset> {
+pub fn read_archive(reader: impl Read, path: &Path) -> Result<RawDataset> {
+    read_archive_limited(reader, path, LIMITS)
+}
+
+fn read_archive_limited(mut reader: impl Read, path: &Path, limits: Limits) -> Result<RawDataset> {
     let mut magic = [0u8; 2];
     let got = read_up_to(&mut reader, &mut magic)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -180,6 +236,7 @@ pub fn read_archive(mut reader: impl Read, path: &Path) -> Result<RawDataset> {
     };
     let mut data = RawDataset::default();
     let mut buf = Vec::new();
+    let mut total = 0u64;
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         if !entry.header().entry_type().is_file() {
@@ -199,8 +256,7 @@ pub fn read_archive(mut reader: impl Read, path: &Path) -> Result<RawDataset> {
         let Some((split, label, id, rating)) = classify(split, label, name, &shown)? else {
             continue;
         };
-        buf.clear();
-        entry.read_to_end(&mut buf).map_err(corrupt)?;
+        read_review(&mut entry, &mut buf, &mut total, limits, &shown)?.map_err(corrupt)?;
         push(&mut data, split, label, id, rating, &buf);
     }
     // Read to the end so the gzip trailer (CRC, length) is checked too.
@@ -244,6 +300,7 @@ fn load_folder(path: &Path) -> Result<RawDataset> {
         );
     };
     let mut data = RawDataset::default();
+    let (mut buf, mut total) = (Vec::new(), 0u64);
     for split in ["train", "test"] {
         for label in ["pos", "neg"] {
             let dir = root.join(split).join(label);
@@ -272,9 +329,22 @@ fn load_folder(path: &Path) -> Result<RawDataset> {
                 let Some((sp, lb, id, rating)) = classify(split, label, name, &shown)? else {
                     continue;
                 };
-                let bytes = fs::read(&file_path)
+                // Follows a symlink (a data folder may be assembled from links), but reads only
+                // a regular file: a FIFO would block forever and /dev/zero never end.
+                let md = fs::metadata(&file_path)
                     .with_context(|| format!("cannot read the review {}", file_path.display()))?;
-                push(&mut data, sp, lb, id, rating, &bytes);
+                if !md.is_file() {
+                    bail!(
+                        "the review {} is not a regular file (a device, pipe or socket, or a link \
+                         to one); remove it or fix the data",
+                        file_path.display()
+                    );
+                }
+                let file = fs::File::open(&file_path)
+                    .with_context(|| format!("cannot read the review {}", file_path.display()))?;
+                read_review(file, &mut buf, &mut total, LIMITS, &shown)?
+                    .with_context(|| format!("cannot read the review {}", file_path.display()))?;
+                push(&mut data, sp, lb, id, rating, &buf);
             }
         }
     }
@@ -314,5 +384,44 @@ mod tests {
         assert_eq!(parse_name("1_1.feat"), None);
         assert_eq!(parse_name("_1.txt"), None);
         assert_eq!(parse_name("+1_1.txt"), None);
+    }
+
+    /// The total limit (2 GiB in use, too big to build in a test) with small limits.
+    #[test]
+    fn size_limits() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        {
+            let mut tar = tar::Builder::new(&mut gz);
+            for split in ["train", "test"] {
+                for (i, label) in ["pos", "neg"].iter().enumerate() {
+                    let text = format!("review {i} in {split}");
+                    let mut h = tar::Header::new_gnu();
+                    h.set_size(text.len() as u64);
+                    h.set_cksum();
+                    let name = format!("aclImdb/{split}/{label}/{i}_{}.txt", 1 + i * 8);
+                    tar.append_data(&mut h, name, text.as_bytes()).unwrap();
+                }
+            }
+            tar.finish().unwrap();
+        }
+        let bytes = gz.finish().unwrap();
+        let p = Path::new("t.tar.gz");
+        let ok = Limits {
+            review: 100,
+            total: 1000,
+        };
+        assert!(read_archive_limited(&bytes[..], p, ok).is_ok());
+        let small_total = Limits {
+            review: 100,
+            total: 40,
+        };
+        let e = read_archive_limited(&bytes[..], p, small_total).unwrap_err();
+        assert!(e.to_string().contains("add up to more than"), "{e}");
+        let small_review = Limits {
+            review: 10,
+            total: 1000,
+        };
+        let e = read_archive_limited(&bytes[..], p, small_review).unwrap_err();
+        assert!(e.to_string().contains("is larger than"), "{e}");
     }
 }
