@@ -461,6 +461,27 @@ fn data_non_utf8_file_name_in_a_review_folder() {
     );
 }
 
+/// A file under a non-UTF-8 folder inside `pos/` is not a review of `pos/` (the folder used to be
+/// dropped from the path, shifting the file up into `pos/`).
+#[test]
+fn data_non_utf8_folder_inside_a_review_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files = good_files(4);
+    files.push((
+        b"aclImdb/train/pos/\xff/50_9.txt".to_vec(),
+        b"zzhiddenword zzhiddenword".to_vec(),
+    ));
+    let p = write(
+        tmp.path(),
+        "subdir.tar.gz",
+        &targz_bytes(&as_entries(&files)),
+    );
+    let run_dir = tmp.path().join("run");
+    succeeds(&mut train(&p, &run_dir));
+    let m = imdb_lstm::model_file::load(&run_dir.join("model.safetensors")).unwrap();
+    assert!(!m.vocabulary.iter().any(|w| w == "zzhiddenword"));
+}
+
 #[test]
 fn data_review_of_10_mb() {
     let tmp = tempfile::tempdir().unwrap();
