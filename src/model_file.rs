@@ -30,6 +30,15 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Mirrors the safetensors crate's own limit, so we can tell "not safetensors" from "truncated".
 const MAX_HEADER_LEN: u64 = 100_000_000;
 
+/// The longest sequence a model file may declare. `maxlen` shapes no tensor, so without a bound a
+/// tiny crafted file could make `predict` allocate gigabytes per review and abort; reviews run to
+/// a few thousand tokens (the tutorial keeps 80). `train` should refuse a larger `--maxlen`.
+pub const MAX_MAXLEN: usize = 1 << 20;
+
+/// The most activations (f32) one review may need in the forward pass, maxlen x (embed_dim +
+/// 4 units): 4 GiB. Beyond that no machine `predict` runs on could hold a batch.
+pub const MAX_ACTIVATIONS_PER_REVIEW: usize = 1 << 30;
+
 /// Facts about the training run, stored in the file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingFacts {
@@ -279,11 +288,12 @@ pub fn load(path: &Path) -> Result<ModelFile> {
         ),
         Err(e) => bail!("cannot read model file {shown}: {e}"),
     };
-    decode(&bytes).map_err(|e| anyhow!("{shown}: {e:#}"))
+    load_bytes(&bytes).map_err(|e| anyhow!("{shown}: {e:#}"))
 }
 
-/// Parses and validates the bytes of a model file; errors do not name the path (the caller adds it).
-fn decode(bytes: &[u8]) -> Result<ModelFile> {
+/// Parses and validates the bytes of a model file, as [`load`] does after reading it; errors do
+/// not name a path (the caller adds it). Never panics, whatever the bytes (it is fuzzed).
+pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
     let len = bytes.len();
     if len == 0 {
         bail!("the file is empty (0 bytes), not an imdb-lstm model file");
@@ -496,6 +506,23 @@ fn check_config(c: &ModelConfig) -> Result<()> {
         if v > (1 << 28) {
             bail!("config {name} is {v}, which is implausibly large");
         }
+    }
+    if c.maxlen > MAX_MAXLEN {
+        bail!(
+            "config maxlen is {}, above the limit of {MAX_MAXLEN} tokens per review; this file is \
+             damaged or was not written by imdb-lstm",
+            c.maxlen
+        );
+    }
+    // No overflow: each term is at most 2^28 (checked above).
+    if c.maxlen * (c.embed_dim + 4 * c.units) > MAX_ACTIVATIONS_PER_REVIEW {
+        bail!(
+            "config maxlen {} with embed_dim {} and units {} needs more than {MAX_ACTIVATIONS_PER_REVIEW} \
+             activations per review, which is implausibly large",
+            c.maxlen,
+            c.embed_dim,
+            c.units
+        );
     }
     let sizes = [
         c.num_words.checked_mul(c.embed_dim),

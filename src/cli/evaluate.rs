@@ -74,6 +74,9 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     if args.threads == Some(0) {
         bail!("--threads 0: use 1 or more");
     }
+    if args.limit == Some(0) {
+        bail!("--limit 0: use at least 1 review (or leave --limit out to use them all)");
+    }
     let (m, params, mut engine) = super::load_model(&args.model, args.threads)?;
     m.preprocessing
         .validate()
@@ -97,30 +100,32 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     let mut logits = vec![0.0; y.len()];
     engine.predict_logits(&params, &ids, &mut logits);
     let r = metrics(&logits, &y);
-    if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+    let lines = if args.json {
+        vec![serde_json::to_string(&r)?]
     } else {
-        println!(
-            "Evaluated {} test reviews from {}",
-            r.count,
-            source.display()
-        );
-        println!(
-            "loss: {:.4} - accuracy: {:.4} - precision: {:.4} - recall: {:.4} - f1: {:.4}",
-            r.loss, r.accuracy, r.precision, r.recall, r.f1
-        );
-        println!("Confusion matrix (rows: true, columns: predicted):");
-        println!("              negative  positive");
-        println!(
-            "  negative  {:>10}{:>10}",
-            r.confusion[0][0], r.confusion[0][1]
-        );
-        println!(
-            "  positive  {:>10}{:>10}",
-            r.confusion[1][0], r.confusion[1][1]
-        );
-    }
-    Ok(())
+        vec![
+            format!(
+                "Evaluated {} test reviews from {}",
+                r.count,
+                source.display()
+            ),
+            format!(
+                "loss: {:.4} - accuracy: {:.4} - precision: {:.4} - recall: {:.4} - f1: {:.4}",
+                r.loss, r.accuracy, r.precision, r.recall, r.f1
+            ),
+            "Confusion matrix (rows: true, columns: predicted):".to_string(),
+            "              negative  positive".to_string(),
+            format!(
+                "  negative  {:>10}{:>10}",
+                r.confusion[0][0], r.confusion[0][1]
+            ),
+            format!(
+                "  positive  {:>10}{:>10}",
+                r.confusion[1][0], r.confusion[1][1]
+            ),
+        ]
+    };
+    super::predict::write_stdout(lines, "the metrics")
 }
 
 #[cfg(test)]

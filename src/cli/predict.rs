@@ -23,23 +23,35 @@ pub struct PredictArgs {
     pub threads: Option<usize>,
 }
 
+/// The most text `--file` reads (256 MiB): far beyond any list of reviews, far below memory.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
 /// The reviews from the arguments and the file, each checked: not empty, with words in it.
 fn inputs(args: &PredictArgs) -> Result<Vec<String>> {
     let mut texts = args.texts.clone();
     if let Some(f) = &args.file {
-        let mut bytes = Vec::new();
-        if f.as_os_str() == "-" {
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("cannot read standard input")?;
-        } else {
-            bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-        }
         let name = if f.as_os_str() == "-" {
             "standard input".to_string()
         } else {
             f.display().to_string()
         };
+        let reader: Box<dyn Read> = if f.as_os_str() == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(std::fs::File::open(f).with_context(|| format!("cannot read {name}"))?)
+        };
+        // Bounded, so `--file /dev/zero` or an endless pipe is an error, not an out-of-memory abort.
+        let mut bytes = Vec::new();
+        reader
+            .take(MAX_INPUT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {name}"))?;
+        if bytes.len() as u64 > MAX_INPUT_BYTES {
+            bail!(
+                "{name} holds more than {} MiB of text; split it into smaller files",
+                MAX_INPUT_BYTES >> 20
+            );
+        }
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -106,13 +118,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         .validate()
         .with_context(|| args.model.display().to_string())?;
     let probs = predict_texts(&m, &params, &mut engine, &texts);
-    for (i, (p, t)) in probs.iter().zip(&texts).enumerate() {
+    let lines = probs.iter().zip(&texts).enumerate().map(|(i, (p, t))| {
         let label = if *p > 0.5 { "positive" } else { "negative" };
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({ "index": i, "probability": p, "label": label })
-            );
+            serde_json::json!({ "index": i, "probability": p, "label": label }).to_string()
         } else {
             let preview: String = t.chars().take(60).collect();
             let more = if t.chars().nth(60).is_some() {
@@ -120,8 +129,25 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             } else {
                 ""
             };
-            println!("{p:.4}  {label:<8}  {preview}{more}");
+            format!("{p:.4}  {label:<8}  {preview}{more}")
         }
+    });
+    write_stdout(lines, "the predictions")
+}
+
+/// Writes `lines` to standard output. A reader that went away (`| head -1`) ends the output
+/// quietly, as command-line tools do; any other failure (a full disk) is one clear error instead
+/// of `println!`'s panic.
+pub fn write_stdout(lines: impl IntoIterator<Item = String>, what: &str) -> Result<()> {
+    use std::io::{ErrorKind, Write};
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = lines
+        .into_iter()
+        .try_for_each(|l| writeln!(out, "{l}"))
+        .and_then(|()| out.flush());
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => bail!("cannot write {what} to standard output: {e}"),
     }
-    Ok(())
 }

@@ -7,6 +7,58 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+/// The largest review file read (64 MiB; the longest IMDB review is about 14 KB, and a 10 MB one
+/// is fine). Bigger is a damaged or hostile file, e.g. a gzip bomb, refused before memory runs out.
+pub const MAX_REVIEW_BYTES: u64 = 64 << 20;
+/// The most review text read in all (2 GiB; the data set holds about 65 MB).
+pub const MAX_TOTAL_BYTES: u64 = 2 << 30;
+
+/// Size limits for reading, so tests can use small ones.
+#[derive(Clone, Copy)]
+struct Limits {
+    review: u64,
+    total: u64,
+}
+
+const LIMITS: Limits = Limits {
+    review: MAX_REVIEW_BYTES,
+    total: MAX_TOTAL_BYTES,
+};
+
+/// Reads all of `r` into `buf` (cleared first), refusing more than `limits.review` bytes or a
+/// running total `*total` above `limits.total`; `shown` names the file in the error.
+fn read_review(
+    r: impl Read,
+    buf: &mut Vec<u8>,
+    total: &mut u64,
+    limits: Limits,
+    shown: &dyn Fn() -> String,
+) -> Result<io::Result<()>> {
+    buf.clear();
+    if let Err(e) = r.take(limits.review + 1).read_to_end(buf) {
+        return Ok(Err(e));
+    }
+    let n = buf.len() as u64;
+    if n > limits.review {
+        bail!(
+            "the review file {} is larger than {} MiB: this is not the IMDB data set (or it is \
+             damaged); get a fresh copy",
+            shown(),
+            limits.review >> 20
+        );
+    }
+    *total += n;
+    if *total > limits.total {
+        bail!(
+            "the reviews add up to more than {} MiB of text by {}: this is not the IMDB data set \
+             (or it is damaged); get a fresh copy",
+            limits.total >> 20,
+            shown()
+        );
+    }
+    Ok(Ok(()))
+}
+
 /// One labelled review.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Review {
@@ -116,6 +168,21 @@ fn finish(mut data: RawDataset, path: &Path) -> Result<RawDataset> {
             missing[0]
         );
     }
+    // Reviews without a single letter or digit give the model nothing to learn from: a data set
+    // of only those is damaged (or a wrong file), and training on it would succeed uselessly.
+    for (name, reviews) in [("train", &data.train), ("test", &data.test)] {
+        if !reviews
+            .iter()
+            .any(|r| r.text.chars().any(char::is_alphanumeric))
+        {
+            bail!(
+                "{}: all {} {name} reviews are empty (no words in any of them); the data is \
+                 damaged, get a fresh copy",
+                path.display(),
+                reviews.len()
+            );
+        }
+    }
     Ok(data)
 }
 
@@ -132,11 +199,22 @@ fn push(data: &mut RawDataset, split: Split, label: u8, id: u32, rating: u8, byt
     }
 }
 
-/// Reads a `.tar.gz` in one streaming pass.
+/// Reads a `.tar.gz` file in one streaming pass.
 fn load_archive(path: &Path) -> Result<RawDataset> {
     let file = fs::File::open(path)
         .with_context(|| format!("cannot open the data archive {}", path.display()))?;
-    let mut reader = io::BufReader::with_capacity(1 << 20, file);
+    read_archive(io::BufReader::with_capacity(1 << 20, file), path)
+}
+
+/// Reads the labelled reviews from `.tar.gz` bytes in one streaming pass, never unpacking
+/// anything to disk; `path` only names the archive in errors. Only regular files are read:
+/// symlinks, hard links, devices and folders are ignored, so an entry can never point elsewhere.
+/// Never panics, whatever the bytes (it is fuzzed).
+pub fn read_archive(reader: impl Read, path: &Path) -> Result<RawDataset> {
+    read_archive_limited(reader, path, LIMITS)
+}
+
+fn read_archive_limited(mut reader: impl Read, path: &Path, limits: Limits) -> Result<RawDataset> {
     let mut magic = [0u8; 2];
     let got = read_up_to(&mut reader, &mut magic)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -148,23 +226,28 @@ fn load_archive(path: &Path) -> Result<RawDataset> {
     }
     let gz = flate2::read::GzDecoder::new(io::Cursor::new(magic).chain(reader));
     let mut archive = tar::Archive::new(gz);
-    let corrupt = || {
-        format!(
-            "{} is corrupt or truncated (reading it as .tar.gz failed); download it again",
-            path.display()
+    // The tar crate quotes the damaged header bytes in its errors; keep the line one line.
+    let corrupt = |e: io::Error| {
+        anyhow!(
+            "{} is corrupt or truncated (reading it as .tar.gz failed: {}); download it again",
+            path.display(),
+            one_line(&e.to_string())
         )
     };
     let mut data = RawDataset::default();
     let mut buf = Vec::new();
-    for entry in archive.entries().with_context(corrupt)? {
-        let mut entry = entry.with_context(corrupt)?;
+    let mut total = 0u64;
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let entry_path = entry.path().with_context(corrupt)?.into_owned();
-        let comps: Vec<&str> = entry_path
+        let entry_path = entry.path().map_err(corrupt)?.into_owned();
+        // Lossy, so a non-UTF-8 folder is not silently dropped from the path (which would shift a
+        // file in `pos/<bad>/` into `pos/`), and a non-UTF-8 name in a review folder is reported.
+        let comps: Vec<String> = entry_path
             .components()
-            .filter_map(|c| c.as_os_str().to_str())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
         let [.., split, label, name] = comps.as_slice() else {
             continue;
@@ -173,13 +256,21 @@ fn load_archive(path: &Path) -> Result<RawDataset> {
         let Some((split, label, id, rating)) = classify(split, label, name, &shown)? else {
             continue;
         };
-        buf.clear();
-        entry.read_to_end(&mut buf).with_context(corrupt)?;
+        read_review(&mut entry, &mut buf, &mut total, limits, &shown)?.map_err(corrupt)?;
         push(&mut data, split, label, id, rating, &buf);
     }
     // Read to the end so the gzip trailer (CRC, length) is checked too.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).with_context(corrupt)?;
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(corrupt)?;
     finish(data, path)
+}
+
+/// `s` with control characters escaped and cut to 120 chars, fit for a one-line error.
+fn one_line(s: &str) -> String {
+    let mut out: String = s.chars().take(120).flat_map(char::escape_debug).collect();
+    if s.chars().nth(120).is_some() {
+        out.push_str("...");
+    }
+    out
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -209,6 +300,7 @@ fn load_folder(path: &Path) -> Result<RawDataset> {
         );
     };
     let mut data = RawDataset::default();
+    let (mut buf, mut total) = (Vec::new(), 0u64);
     for split in ["train", "test"] {
         for label in ["pos", "neg"] {
             let dir = root.join(split).join(label);
@@ -237,9 +329,22 @@ fn load_folder(path: &Path) -> Result<RawDataset> {
                 let Some((sp, lb, id, rating)) = classify(split, label, name, &shown)? else {
                     continue;
                 };
-                let bytes = fs::read(&file_path)
+                // Follows a symlink (a data folder may be assembled from links), but reads only
+                // a regular file: a FIFO would block forever and /dev/zero never end.
+                let md = fs::metadata(&file_path)
                     .with_context(|| format!("cannot read the review {}", file_path.display()))?;
-                push(&mut data, sp, lb, id, rating, &bytes);
+                if !md.is_file() {
+                    bail!(
+                        "the review {} is not a regular file (a device, pipe or socket, or a link \
+                         to one); remove it or fix the data",
+                        file_path.display()
+                    );
+                }
+                let file = fs::File::open(&file_path)
+                    .with_context(|| format!("cannot read the review {}", file_path.display()))?;
+                read_review(file, &mut buf, &mut total, LIMITS, &shown)?
+                    .with_context(|| format!("cannot read the review {}", file_path.display()))?;
+                push(&mut data, sp, lb, id, rating, &buf);
             }
         }
     }
@@ -279,5 +384,44 @@ mod tests {
         assert_eq!(parse_name("1_1.feat"), None);
         assert_eq!(parse_name("_1.txt"), None);
         assert_eq!(parse_name("+1_1.txt"), None);
+    }
+
+    /// The total limit (2 GiB in use, too big to build in a test) with small limits.
+    #[test]
+    fn size_limits() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        {
+            let mut tar = tar::Builder::new(&mut gz);
+            for split in ["train", "test"] {
+                for (i, label) in ["pos", "neg"].iter().enumerate() {
+                    let text = format!("review {i} in {split}");
+                    let mut h = tar::Header::new_gnu();
+                    h.set_size(text.len() as u64);
+                    h.set_cksum();
+                    let name = format!("aclImdb/{split}/{label}/{i}_{}.txt", 1 + i * 8);
+                    tar.append_data(&mut h, name, text.as_bytes()).unwrap();
+                }
+            }
+            tar.finish().unwrap();
+        }
+        let bytes = gz.finish().unwrap();
+        let p = Path::new("t.tar.gz");
+        let ok = Limits {
+            review: 100,
+            total: 1000,
+        };
+        assert!(read_archive_limited(&bytes[..], p, ok).is_ok());
+        let small_total = Limits {
+            review: 100,
+            total: 40,
+        };
+        let e = read_archive_limited(&bytes[..], p, small_total).unwrap_err();
+        assert!(e.to_string().contains("add up to more than"), "{e}");
+        let small_review = Limits {
+            review: 10,
+            total: 1000,
+        };
+        let e = read_archive_limited(&bytes[..], p, small_review).unwrap_err();
+        assert!(e.to_string().contains("is larger than"), "{e}");
     }
 }

@@ -55,8 +55,12 @@ pub fn download(
         .ok_or_else(|| anyhow!("download destination {} has no file name", dest.display()))?
         .to_string_lossy()
         .into_owned();
-    fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the folder {} for {url}", dir.display()))?;
+    fs::create_dir_all(&dir).map_err(|e| {
+        anyhow!(
+            "cannot create the folder {} to download into ({e}); {advice}",
+            dir.display()
+        )
+    })?;
 
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(30))
