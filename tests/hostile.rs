@@ -1218,3 +1218,74 @@ mod vocabulary_properties {
         }
     }
 }
+
+/// summary, plot and graph on a full stdout: one error line, not a panic; train keeps going
+/// (its console lines are informational) and still saves the model.
+#[test]
+fn other_commands_stdout_full() {
+    let open_full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .ok()
+    };
+    let Some(full) = open_full() else {
+        eprintln!("no /dev/full here: skipping");
+        return;
+    };
+    let mut c = bin();
+    c.args(["summary", "--model"]).arg(model()).stdout(full);
+    fails(&mut c, 1, &["cannot write the summary to standard output"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 10);
+    let mut c = bin();
+    c.args(["train", "--epochs", "1", "--data"])
+        .arg(&archive)
+        .arg("--out")
+        .arg(tmp.path().join("run"))
+        .args(small_model_flags())
+        .stdout(open_full().unwrap());
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(tmp.path().join("run/model.safetensors").is_file());
+}
+
+/// Sizes that cannot fit are refused up front, naming the flag, before any data is read.
+#[test]
+fn sizes_too_large_for_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 4);
+    for (flag, value) in [
+        ("--maxlen", "1000000000"),
+        ("--units", "100000"),
+        ("--num-words", "100000000"),
+    ] {
+        let mut c = bin();
+        c.args(["train", "--data"])
+            .arg(&archive)
+            .arg("--out")
+            .arg(tmp.path().join("run"))
+            .args([flag, value]);
+        fails(&mut c, 1, &[flag]);
+    }
+}
+
+/// A data error leaves no empty run folder behind; a folder the user made is kept.
+#[test]
+fn data_error_leaves_no_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new_dir = tmp.path().join("new-run");
+    fails(
+        &mut train(Path::new("/dev/null"), &new_dir),
+        1,
+        &["/dev/null"],
+    );
+    assert!(
+        !new_dir.exists(),
+        "the empty run folder made for a failed run must be removed"
+    );
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    fails(&mut train(Path::new("/dev/null"), &mine), 1, &["/dev/null"]);
+    assert!(mine.is_dir(), "a folder the user made is never removed");
+}

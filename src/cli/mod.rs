@@ -228,6 +228,39 @@ impl TrainArgs {
                 "--validation-split {f} is outside (0, 1): use a fraction such as 0.2"
             );
         }
+        // Sizes that could never fit in memory (or in a model file) are refused before any work.
+        let max_maxlen = crate::model_file::MAX_MAXLEN;
+        ensure!(
+            self.maxlen <= max_maxlen,
+            "--maxlen {} is too large: use at most {max_maxlen} (default 80)",
+            self.maxlen
+        );
+        let per_review = self
+            .maxlen
+            .saturating_mul(self.embed_dim.saturating_add(self.units.saturating_mul(4)));
+        ensure!(
+            per_review <= crate::model_file::MAX_ACTIVATIONS_PER_REVIEW,
+            "--maxlen {} with --embed-dim {} and --units {} needs too much memory per review: make them smaller",
+            self.maxlen,
+            self.embed_dim,
+            self.units
+        );
+        let params = self
+            .num_words
+            .saturating_mul(self.embed_dim)
+            .saturating_add(
+                self.units
+                    .saturating_mul(4)
+                    .saturating_mul(self.embed_dim.saturating_add(self.units).saturating_add(1)),
+            );
+        ensure!(
+            params <= 1 << 28,
+            "--num-words {}, --embed-dim {} and --units {} make {params} parameters; at most {} fit: make them smaller",
+            self.num_words,
+            self.embed_dim,
+            self.units,
+            1usize << 28
+        );
         if let Some(n) = self.limit {
             ensure!(n >= 1, "--limit 0: use at least 1 review");
         }
@@ -310,53 +343,53 @@ fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(args) => evaluate::run(&args),
         Command::Summary { model } => {
             let m = crate::model_file::load(&model)?;
-            print!(
-                "{}",
-                crate::report::summary::summary(
-                    &m.config,
-                    &m.preprocessing,
-                    Some(m.vocabulary.len())
-                )
-            );
+            let mut lines: Vec<String> = crate::report::summary::summary(
+                &m.config,
+                &m.preprocessing,
+                Some(m.vocabulary.len()),
+            )
+            .lines()
+            .map(str::to_string)
+            .collect();
             if let Some(t) = &m.training {
-                println!(
+                lines.push(format!(
                     "Trained: {} epochs, seed {}, {} by imdb-lstm {}",
                     t.epochs, t.seed, t.date, t.program_version
-                );
+                ));
                 let val = match (t.val_loss, t.val_accuracy) {
                     (Some(l), Some(a)) => format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"),
                     _ => String::new(),
                 };
-                println!(
+                lines.push(format!(
                     "Final: loss: {:.4} - accuracy: {:.4}{val}",
                     t.loss, t.accuracy
-                );
+                ));
                 if let Some(b) = t.best_epoch {
-                    println!("Best epoch (lowest val_loss): {b}");
+                    lines.push(format!("Best epoch (lowest val_loss): {b}"));
                 }
             }
-            Ok(())
+            predict::write_stdout(lines, "the summary")
         }
         Command::Plot { run_dir } => {
             crate::report::redraw(&run_dir)?;
-            println!(
+            let msg = format!(
                 "wrote {} and {}",
                 run_dir.join("history.png").display(),
                 run_dir.join("history.svg").display()
             );
-            Ok(())
+            predict::write_stdout([msg], "the result")
         }
         Command::Graph { model, out } => {
             let m = crate::model_file::load(&model)?;
             let dir = out.unwrap_or_else(|| parent_dir(&model));
             crate::report::write_model_graph(&dir, &m.config)
                 .with_context(|| format!("cannot write the model graph into {}", dir.display()))?;
-            println!(
+            let msg = format!(
                 "wrote {} and {}",
                 dir.join("model.svg").display(),
                 dir.join("model.dot").display()
             );
-            Ok(())
+            predict::write_stdout([msg], "the result")
         }
         Command::Bench(args) => bench::run(&args),
     }

@@ -18,9 +18,15 @@ use std::time::Instant;
 /// The run was stopped by Ctrl-C (exit code 130); defined with the fit loop that returns it.
 pub use crate::train::Interrupted;
 
-/// Print unless quiet (the tutorial's console output goes to stdout).
+/// Print unless quiet (the tutorial's console output goes to stdout). A closed or full stdout
+/// never stops a training run: the model and history still land in the run folder.
 macro_rules! say {
-    ($quiet:expr, $($t:tt)*) => { if !$quiet { println!($($t)*); } };
+    ($quiet:expr, $($t:tt)*) => {
+        if !$quiet {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), $($t)*);
+        }
+    };
 }
 
 /// Load, prepare and (optionally) cut the data from `source`, printing what the tutorial prints.
@@ -68,8 +74,10 @@ fn new_run_dir() -> PathBuf {
 }
 
 /// Create the run folder and prove it is writable before any training time is spent.
-fn prepare_run_dir(out: Option<&Path>) -> Result<PathBuf> {
+/// Returns the folder and whether this call created it.
+fn prepare_run_dir(out: Option<&Path>) -> Result<(PathBuf, bool)> {
     let dir = out.map(Path::to_path_buf).unwrap_or_else(new_run_dir);
+    let created = !dir.exists();
     std::fs::create_dir_all(&dir).with_context(|| {
         format!(
             "cannot create the run folder {}: choose another with --out",
@@ -84,7 +92,7 @@ fn prepare_run_dir(out: Option<&Path>) -> Result<PathBuf> {
         )
     })?;
     let _ = std::fs::remove_file(&probe);
-    Ok(dir)
+    Ok((dir, created))
 }
 
 /// Set by the Ctrl-C handler; the fit loop checks it between batches.
@@ -198,7 +206,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         return resume(args, dir, &out, started);
     }
     let plan = args.plan()?;
-    let dir = prepare_run_dir(args.out.as_deref())?;
+    let (dir, created) = prepare_run_dir(args.out.as_deref())?;
     let ck_path = checkpoint::path_in(&dir);
     if ck_path.exists() {
         bail!(
@@ -211,10 +219,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
     remove_stale_temp_files(&dir);
     say!(out.quiet, "Loading data...");
-    let source = data::resolve_source(args.data.data.as_deref(), !out.quiet)?;
-    // Absolute, so `--resume` finds the data from any working folder.
-    let source = std::fs::canonicalize(&source).unwrap_or(source);
-    let (prepared, fp) = prepare_data(&source, &plan, out.quiet)?;
+    let loaded = data::resolve_source(args.data.data.as_deref(), !out.quiet).and_then(|source| {
+        // Absolute, so `--resume` finds the data from any working folder.
+        let source = std::fs::canonicalize(&source).unwrap_or(source);
+        let (prepared, fp) = prepare_data(&source, &plan, out.quiet)?;
+        Ok((source, prepared, fp))
+    });
+    let (source, prepared, fp) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir(&dir); // only if still empty: nothing of the user's is lost
+            }
+            return Err(e);
+        }
+    };
     let spec = RunSpec {
         model: plan.model.clone(),
         preprocessing: plan.pre.clone(),

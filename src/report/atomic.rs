@@ -33,8 +33,12 @@ pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
                 tmp.display()
             )
         })?;
-        f.write_all(bytes)
-            .with_context(|| format!("cannot write temp file {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| {
+            format!(
+                "cannot write temp file {} (is the disk full? free some space or choose another folder, e.g. with --out)",
+                tmp.display()
+            )
+        })?;
         f.sync_all()
             .with_context(|| format!("cannot flush temp file {}", tmp.display()))?;
         Ok(())
