@@ -221,7 +221,7 @@ impl Engine {
                 rest = tail;
                 let ids = &ids[r0 * t_len..r1 * t_len];
                 let mut job = move || {
-                    const EVAL_ROWS: usize = 64;
+                    const EVAL_ROWS: usize = 128;
                     for (ids, out) in ids
                         .chunks(EVAL_ROWS * t_len)
                         .zip(mine.chunks_mut(EVAL_ROWS))
