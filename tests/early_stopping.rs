@@ -16,32 +16,9 @@ use std::time::{Duration, Instant};
 /// Like `tiny_archive`, but every third training review carries the other class's words, so
 /// the labels cannot all be learnt without memorising noise.
 fn noisy_archive(dir: &Path, per_class: usize) -> PathBuf {
-    let path = dir.join("noisy_imdb.tar.gz");
-    let file = std::fs::File::create(&path).unwrap();
-    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    for split in ["train", "test"] {
-        for (label, positive) in [("pos", true), ("neg", false)] {
-            for id in 0..per_class {
-                let rating = if positive { 7 + id % 4 } else { 1 + id % 4 };
-                let flipped = split == "train" && id % 3 == 0;
-                let seed = id + if split == "test" { 100_000 } else { 0 };
-                let text = review(positive != flipped, seed);
-                let mut h = tar::Header::new_gnu();
-                h.set_size(text.len() as u64);
-                h.set_mode(0o644);
-                h.set_cksum();
-                tar.append_data(
-                    &mut h,
-                    format!("aclImdb/{split}/{label}/{id}_{rating}.txt"),
-                    text.as_bytes(),
-                )
-                .unwrap();
-            }
-        }
-    }
-    tar.into_inner().unwrap().finish().unwrap();
-    path
+    archive_with(&dir.join("noisy_imdb.tar.gz"), per_class, |split, id| {
+        split == "train" && id % 3 == 0
+    })
 }
 
 const FLAGS: &[&str] = &[

@@ -59,7 +59,13 @@ pub fn review(positive: bool, i: usize) -> String {
 
 /// A `.tar.gz` in the official layout with `per_class` reviews per label per split.
 pub fn tiny_archive(dir: &Path, per_class: usize) -> PathBuf {
-    let path = dir.join("tiny_imdb.tar.gz");
+    archive_with(&dir.join("tiny_imdb.tar.gz"), per_class, |_, _| false)
+}
+
+/// Like [`tiny_archive`], written to `path`; a review for which `flip(split, id)` is true
+/// carries the other class's words (label noise).
+pub fn archive_with(path: &Path, per_class: usize, flip: impl Fn(&str, usize) -> bool) -> PathBuf {
+    let path = path.to_path_buf();
     let file = std::fs::File::create(&path).unwrap();
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
@@ -68,7 +74,7 @@ pub fn tiny_archive(dir: &Path, per_class: usize) -> PathBuf {
             for id in 0..per_class {
                 let rating = if positive { 7 + id % 4 } else { 1 + id % 4 };
                 let seed = id + if split == "test" { 100_000 } else { 0 };
-                let text = review(positive, seed);
+                let text = review(positive != flip(split, id), seed);
                 let mut h = tar::Header::new_gnu();
                 h.set_size(text.len() as u64);
                 h.set_mode(0o644);
