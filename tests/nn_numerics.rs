@@ -1,7 +1,7 @@
 //! The numeric core against finite differences (f64), the naive reference, and Keras's golden
 //! values (shared/reference/keras_lstm_golden.md).
 
-use imdb_lstm::nn::lstm::{transpose, LstmCache, LstmWeights, RecurrentPacked};
+use imdb_lstm::nn::lstm::{LstmCache, LstmWeights, PackedGates};
 use imdb_lstm::nn::model::bce_from_logit;
 use imdb_lstm::nn::params::{Layout, BIAS, KERNEL, RECURRENT};
 use imdb_lstm::nn::reference::{self, RefMasks};
@@ -258,16 +258,15 @@ fn keras_golden_case(unit_forget_bias: bool, go_backwards: bool) -> [f64; 3] {
                 .copy_from_slice(&x[(bi * t_len + t) * d..(bi * t_len + t + 1) * d]);
         }
     }
-    let mut kt = vec![0.0; 12 * d];
-    transpose(p.tensor(KERNEL), d, 12, &mut kt);
-    let mut packed = RecurrentPacked::default();
-    packed.pack(p.tensor(RECURRENT), h);
+    let (mut kp, mut rp) = (PackedGates::default(), PackedGates::default());
+    kp.pack(p.tensor(KERNEL), d, h);
+    rp.pack(p.tensor(RECURRENT), h, h);
     let w = LstmWeights {
         kernel: p.tensor(KERNEL),
         recurrent: p.tensor(RECURRENT),
         bias: p.tensor(BIAS),
-        kernel_t: &kt,
-        packed: &packed,
+        kernel_packed: &kp,
+        recurrent_packed: &rp,
     };
     cache.forward(&w, None, None);
     let out = cache.output();

@@ -24,8 +24,8 @@ pub struct Mask<'a> {
     pub data: &'a [f32],
 }
 
-/// The LSTM's weights in Keras layout plus transposed copies for the backward GEMMs
-/// (the GEMM is much slower with a transposed right-hand operand).
+/// The LSTM's weights in Keras layout plus packed copies (forward and transposed) for the
+/// products that run on every batch.
 #[derive(Clone, Copy, Debug)]
 pub struct LstmWeights<'a> {
     /// `[D, 4H]`
@@ -34,35 +34,35 @@ pub struct LstmWeights<'a> {
     pub recurrent: &'a [f32],
     /// `[4H]`
     pub bias: &'a [f32],
-    /// `[4H, D]` = kernel^T
-    pub kernel_t: &'a [f32],
-    /// The recurrent kernel packed for the per-step products (see [`RecurrentPacked`]).
-    pub packed: &'a RecurrentPacked,
+    /// The kernel packed for the input projection and the input gradient.
+    pub kernel_packed: &'a PackedGates,
+    /// The recurrent kernel packed for the per-step products.
+    pub recurrent_packed: &'a PackedGates,
 }
 
-/// The recurrent kernel U `[H, 4H]` packed once per weight update for the small per-step
-/// GEMMs: whole (no or shared mask) and per gate, forward (U) and backward (U^T).
+/// A gate weight matrix W `[K, 4H]` packed once per weight update for [`matmul_packed`]: whole
+/// (no or shared mask) and per gate, forward (W) and backward (W^T).
 #[derive(Clone, Debug, Default)]
-pub struct RecurrentPacked {
-    /// U, `[H, 4H]`.
+pub struct PackedGates {
+    /// W, `[K, 4H]`.
     pub fwd: PackedB,
-    /// U's column block of each gate, `[H, H]`.
+    /// W's column block of each gate, `[K, H]`.
     pub fwd_gate: [PackedB; 4],
-    /// U^T, `[4H, H]`.
+    /// W^T, `[4H, K]`.
     pub bwd: PackedB,
-    /// Each gate's block of U^T, `[H, H]`.
+    /// Each gate's block of W^T, `[H, K]`.
     pub bwd_gate: [PackedB; 4],
 }
 
-impl RecurrentPacked {
-    /// Repack from U `[h, 4h]` (row-major).
-    pub fn pack(&mut self, recurrent: &[f32], h: usize) {
+impl PackedGates {
+    /// Repack from W `[k, 4h]` (row-major).
+    pub fn pack(&mut self, w: &[f32], k: usize, h: usize) {
         let g4 = 4 * h;
-        self.fwd.pack(recurrent, g4, h, g4);
-        self.bwd.pack_transposed(recurrent, g4, g4, h);
+        self.fwd.pack(w, g4, k, g4);
+        self.bwd.pack_transposed(w, g4, g4, k);
         for g in 0..4 {
-            self.fwd_gate[g].pack(&recurrent[g * h..], g4, h, h);
-            self.bwd_gate[g].pack_transposed(&recurrent[g * h..], g4, h, h);
+            self.fwd_gate[g].pack(&w[g * h..], g4, k, h);
+            self.bwd_gate[g].pack_transposed(&w[g * h..], g4, h, k);
         }
     }
 
@@ -164,7 +164,7 @@ impl LstmCache {
         ids: &[u32],
         t_len: usize,
         h: usize,
-        packed: &RecurrentPacked,
+        packed: &PackedGates,
     ) -> &[f32] {
         let b = ids.len() / t_len;
         let (bh, g4) = (b * h, 4 * h);
@@ -211,36 +211,18 @@ impl LstmCache {
         }
         // Input projection for all steps at once.
         match xmask {
-            None => matmul(
-                rows,
-                g4,
-                d,
-                &self.x,
-                d,
-                Op::N,
-                w.kernel,
-                g4,
-                Op::N,
-                gates,
-                g4,
-                true,
-            ),
+            None => matmul_packed(rows, &self.x, d, &w.kernel_packed.fwd, gates, g4, true),
             Some(m) => {
                 let (gx, s) = (m.groups, g4 / m.groups);
                 fit(&mut self.xm, gx * rows * d);
                 for g in 0..gx {
                     let xm = &mut self.xm[g * rows * d..(g + 1) * rows * d];
                     apply_mask(xm, &self.x[..rows * d], m, g, b, d);
-                    matmul(
+                    matmul_packed(
                         rows,
-                        s,
-                        d,
                         xm,
                         d,
-                        Op::N,
-                        &w.kernel[g * s..],
-                        g4,
-                        Op::N,
+                        w.kernel_packed.forward(gx, g),
                         &mut gates[g * s..],
                         g4,
                         true,
@@ -259,7 +241,7 @@ impl LstmCache {
             if t > 0 {
                 let hprev = &self.hs[t * bh..(t + 1) * bh];
                 match hmask {
-                    None => matmul_packed(b, hprev, h, &w.packed.fwd, z, g4, true),
+                    None => matmul_packed(b, hprev, h, &w.recurrent_packed.fwd, z, g4, true),
                     Some(m) => {
                         let s = g4 / m.groups;
                         for g in 0..m.groups {
@@ -270,7 +252,7 @@ impl LstmCache {
                                 b,
                                 hm,
                                 h,
-                                w.packed.forward(m.groups, g),
+                                w.recurrent_packed.forward(m.groups, g),
                                 &mut z[g * s..],
                                 g4,
                                 true,
@@ -320,7 +302,7 @@ impl LstmCache {
             }
             let dh = &mut self.dh[..bh];
             match hmask {
-                None => matmul_packed(b, dz, g4, &w.packed.bwd, dh, h, false),
+                None => matmul_packed(b, dz, g4, &w.recurrent_packed.bwd, dh, h, false),
                 Some(m) => {
                     let s = g4 / m.groups;
                     for g in 0..m.groups {
@@ -329,7 +311,7 @@ impl LstmCache {
                             b,
                             &dz[g * s..],
                             g4,
-                            w.packed.backward(m.groups, g),
+                            w.recurrent_packed.backward(m.groups, g),
                             tmp,
                             h,
                             false,
@@ -395,20 +377,7 @@ impl LstmCache {
                     g4,
                     true,
                 );
-                matmul(
-                    rows,
-                    d,
-                    g4,
-                    dz,
-                    g4,
-                    Op::N,
-                    w.kernel_t,
-                    d,
-                    Op::N,
-                    dx,
-                    d,
-                    false,
-                );
+                matmul_packed(rows, dz, g4, &w.kernel_packed.bwd, dx, d, false);
             }
             Some(m) => {
                 let s = g4 / m.groups;
@@ -430,16 +399,11 @@ impl LstmCache {
                         true,
                     );
                     let tmp = &mut self.tmp_x[..rows * d];
-                    matmul(
+                    matmul_packed(
                         rows,
-                        d,
-                        s,
                         &dz[g * s..],
                         g4,
-                        Op::N,
-                        &w.kernel_t[g * s * d..],
-                        d,
-                        Op::N,
+                        w.kernel_packed.backward(m.groups, g),
                         tmp,
                         d,
                         false,
@@ -612,14 +576,5 @@ fn row_backward(
         zg[j] = dct * i * (1.0 - g * g);
         zo[j] = dh[j] * t * o * (1.0 - o);
         dc[j] = dct * f;
-    }
-}
-
-/// `dst[c, r] = src[r, c]` for a `[rows, cols]` matrix.
-pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    for r in 0..rows {
-        for c in 0..cols {
-            dst[c * rows + r] = src[r * cols + c];
-        }
     }
 }

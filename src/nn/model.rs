@@ -7,7 +7,7 @@
 //! gradient in thread order. The result depends only on the thread count, never on timing.
 
 use super::gemm::{matmul, Op};
-use super::lstm::{transpose, LstmCache, LstmGrads, LstmWeights, Mask, RecurrentPacked};
+use super::lstm::{LstmCache, LstmGrads, LstmWeights, Mask, PackedGates};
 use super::params::{Params, BIAS, DENSE_BIAS, DENSE_KERNEL, EMBEDDING, KERNEL, RECURRENT};
 use super::ModelConfig;
 
@@ -56,15 +56,16 @@ struct Workspace {
     stats: BatchStats,
 }
 
-/// Runs the network on batches; owns the per-thread workspaces and the transposed weights.
+/// Runs the network on batches; owns the per-thread workspaces and the packed weights.
 pub struct Engine {
     cfg: ModelConfig,
     threads: usize,
     workspaces: Vec<Workspace>,
-    /// `[4H, D]` kernel^T, refreshed by [`Engine::refresh`] after each weight update.
-    kernel_t: Vec<f32>,
+    /// The kernel packed for the input projection and input gradient, refreshed by
+    /// [`Engine::refresh`] after each weight update.
+    kernel_packed: PackedGates,
     /// The recurrent kernel packed for the per-step products.
-    packed: RecurrentPacked,
+    recurrent_packed: PackedGates,
     /// `[V, 4H]` embeddings * kernel + bias: inference's input projection as a lookup table,
     /// rebuilt on the first inference after each refresh.
     table: Vec<f32>,
@@ -79,13 +80,12 @@ fn chunk(n: usize, threads: usize, k: usize) -> (usize, usize) {
 impl Engine {
     pub fn new(cfg: &ModelConfig, threads: usize) -> Engine {
         let threads = threads.max(1);
-        let (d, h) = (cfg.embed_dim, cfg.units);
         Engine {
             cfg: cfg.clone(),
             threads,
             workspaces: (0..threads).map(|_| Workspace::default()).collect(),
-            kernel_t: vec![0.0; 4 * h * d],
-            packed: RecurrentPacked::default(),
+            kernel_packed: PackedGates::default(),
+            recurrent_packed: PackedGates::default(),
             table: Vec::new(),
             table_fresh: false,
         }
@@ -95,11 +95,11 @@ impl Engine {
         self.threads
     }
 
-    /// Recompute the transposed weight copies; call after every change to `params`.
+    /// Repack the weights for the GEMM kernels; call after every change to `params`.
     pub fn refresh(&mut self, params: &Params) {
         let (d, h) = (self.cfg.embed_dim, self.cfg.units);
-        transpose(params.tensor(KERNEL), d, 4 * h, &mut self.kernel_t);
-        self.packed.pack(params.tensor(RECURRENT), h);
+        self.kernel_packed.pack(params.tensor(KERNEL), d, h);
+        self.recurrent_packed.pack(params.tensor(RECURRENT), h, h);
         self.table_fresh = false;
     }
 
@@ -120,8 +120,8 @@ impl Engine {
             kernel: params.tensor(KERNEL),
             recurrent: params.tensor(RECURRENT),
             bias: params.tensor(BIAS),
-            kernel_t: &self.kernel_t,
-            packed: &self.packed,
+            kernel_packed: &self.kernel_packed,
+            recurrent_packed: &self.recurrent_packed,
         };
         let (cfg, threads, dense_len) = (&self.cfg, self.threads, params.layout.dense_part().len());
         let scale = 1.0 / n as f32;
@@ -210,7 +210,7 @@ impl Engine {
             );
             self.table_fresh = true;
         }
-        let (table, packed, threads) = (&self.table, &self.packed, self.threads);
+        let (table, packed, threads) = (&self.table, &self.recurrent_packed, self.threads);
         let (wd, bd) = (params.tensor(DENSE_KERNEL), params.tensor(DENSE_BIAS)[0]);
         std::thread::scope(|s| {
             let mut rest = &mut out[..];
