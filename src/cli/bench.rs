@@ -141,12 +141,17 @@ fn inference_rate(
 ) -> f64 {
     let n = ids.len() / maxlen;
     let mut out = vec![0.0; batch];
-    let start = Instant::now();
-    for chunk in ids.chunks(batch * maxlen) {
-        let rows = chunk.len() / maxlen;
-        engine.predict_logits(params, chunk, &mut out[..rows]);
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+    // Best of 3 passes: one pass is under a second, easily disturbed on a shared machine.
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            for chunk in ids.chunks(batch * maxlen) {
+                let rows = chunk.len() / maxlen;
+                engine.predict_logits(params, chunk, &mut out[..rows]);
+            }
+            n as f64 / start.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -256,7 +261,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for batch in [32, 1024] {
         let r = inference_rate(&mut engine, &state.params, ids, m.maxlen, batch);
         println!(
-            "inference from token ids, batch {batch:>4}: {r:>8.0} reviews/s ({:.1} GFLOP/s executed, {:.0}% of peak)",
+            "inference from token ids, batch {batch:>4}: {r:>8.0} reviews/s (best of 3 passes) ({:.1} GFLOP/s executed, {:.0}% of peak)",
             r * inference_flops(m) / 1e9,
             100.0 * r * inference_flops(m) / 1e9 / peak
         );
