@@ -261,7 +261,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for batch in [32, 1024] {
         let r = inference_rate(&mut engine, &state.params, ids, m.maxlen, batch);
         println!(
-            "inference from token ids, batch {batch:>4}: {r:>8.0} reviews/s (best of 3 passes) ({:.1} GFLOP/s executed, {:.0}% of peak)",
+            "inference from token ids, batch {batch:>4}: {r:>8.0} reviews/s, best of 3 ({:.1} GFLOP/s executed, {:.0}% of peak)",
             r * inference_flops(m) / 1e9,
             100.0 * r * inference_flops(m) / 1e9 / peak
         );
