@@ -132,7 +132,15 @@ fn fast_path_matches_reference() {
         dropout: 0.2,
         recurrent_dropout: 0.2,
     };
-    for (b, groups, threads) in [(5, 0, 1), (5, 4, 2), (7, 1, 2), (4, 4, 3)] {
+    // (1, 4, 2) and (2, 1, 5): more threads than sequences, as in a last partial batch.
+    for (b, groups, threads) in [
+        (5, 0, 1),
+        (5, 4, 2),
+        (7, 1, 2),
+        (4, 4, 3),
+        (1, 4, 2),
+        (2, 1, 5),
+    ] {
         let (ids, y) = batch(&cfg, b, 10 + b as u64);
         let p64 = random_params(&cfg, 11, 0.5);
         let rm = if groups == 0 {

@@ -123,11 +123,13 @@ impl Engine {
             kernel_packed: &self.kernel_packed,
             recurrent_packed: &self.recurrent_packed,
         };
-        let (cfg, threads, dense_len) = (&self.cfg, self.threads, params.layout.dense_part().len());
+        // Never more threads than sequences: an empty chunk has nothing to do.
+        let threads = self.threads.min(n).max(1);
+        let (cfg, dense_len) = (&self.cfg, params.layout.dense_part().len());
         let scale = 1.0 / n as f32;
         std::thread::scope(|s| {
             let mut handles = Vec::new();
-            for (k, ws) in self.workspaces.iter_mut().enumerate() {
+            for (k, ws) in self.workspaces.iter_mut().take(threads).enumerate() {
                 let (r0, r1) = chunk(n, threads, k);
                 let mut job = move || {
                     ws.grads.clear();
@@ -160,7 +162,7 @@ impl Engine {
         grads.data.fill(0.0);
         let mut stats = BatchStats::default();
         let d = cfg.embed_dim;
-        for (k, ws) in self.workspaces.iter().enumerate() {
+        for (k, ws) in self.workspaces.iter().take(threads).enumerate() {
             for (g, p) in grads.data[dense.clone()].iter_mut().zip(&ws.grads) {
                 *g += p;
             }
@@ -210,12 +212,13 @@ impl Engine {
             );
             self.table_fresh = true;
         }
-        let (table, packed, threads) = (&self.table, &self.recurrent_packed, self.threads);
+        let (table, packed) = (&self.table, &self.recurrent_packed);
+        let threads = self.threads.min(n).max(1);
         let (wd, bd) = (params.tensor(DENSE_KERNEL), params.tensor(DENSE_BIAS)[0]);
         std::thread::scope(|s| {
             let mut rest = &mut out[..];
             let mut handles = Vec::new();
-            for (k, ws) in self.workspaces.iter_mut().enumerate() {
+            for (k, ws) in self.workspaces.iter_mut().take(threads).enumerate() {
                 let (r0, r1) = chunk(n, threads, k);
                 let (mine, tail) = rest.split_at_mut(r1 - r0);
                 rest = tail;
