@@ -286,6 +286,9 @@ impl TrainArgs {
         };
         let threads = match self.threads {
             Some(0) => anyhow::bail!("--threads 0: use 1 or more"),
+            Some(t) if t > 256 => {
+                anyhow::bail!("--threads {t} is more than 256: use at most the number of cores")
+            }
             Some(t) => t,
             None => TrainConfig::default().threads,
         };
