@@ -223,6 +223,10 @@ fn bad_input_gets_one_clear_line() {
             "--validation-split",
         ),
         (
+            vec!["train", "--data", a, "--out", o, "--threads", "1000"],
+            "--threads",
+        ),
+        (
             vec!["train", "--data", "/nonexistent/imdb.tar.gz", "--out", o],
             "/nonexistent/imdb.tar.gz",
         ),
