@@ -50,6 +50,46 @@ impl Progress {
     }
 }
 
+/// stderr as indicatif sees it, 3 columns narrower than it is. indicatif pads the bar's line
+/// to the full width, leaving the cursor in the last column; the "^C" a terminal echoes on
+/// Ctrl-C then wraps to a new line, and clearing the bar would erase that line instead of the
+/// bar. With a few free columns the echo stays on the bar's line and is cleared with it.
+#[derive(Debug)]
+struct NarrowTerm(console::Term);
+
+impl indicatif::TermLike for NarrowTerm {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(3).max(20)
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// "loss: 0.4580 - accuracy: 0.7831 - val_loss: ..." as Keras prints it.
 pub fn metrics_line(r: &EpochRecord) -> String {
     let mut s = format!("loss: {:.4} - accuracy: {:.4}", r.loss, r.accuracy);
@@ -69,10 +109,9 @@ impl Observer for Progress {
                 0 => eprintln!("Epoch {epoch}"),
                 n => eprintln!("Epoch {epoch}/{n}"),
             }
-            let bar = ProgressBar::with_draw_target(
-                Some(steps as u64),
-                ProgressDrawTarget::stderr_with_hz(10),
-            );
+            let term = Box::new(NarrowTerm(console::Term::stderr()));
+            let target = ProgressDrawTarget::term_like_with_hz(term, 10);
+            let bar = ProgressBar::with_draw_target(Some(steps as u64), target);
             bar.set_style(
                 ProgressStyle::with_template(
                     "{pos:>5}/{len} [{bar:30.cyan/blue}] - ETA {eta} - {msg}",
