@@ -217,7 +217,7 @@ impl LstmCache {
                 fit(&mut self.xm, gx * rows * d);
                 for g in 0..gx {
                     let xm = &mut self.xm[g * rows * d..(g + 1) * rows * d];
-                    apply_mask(xm, &self.x[..rows * d], m, g, b, d);
+                    apply_mask(xm, &self.x[..rows * d], m, g, b, d, false);
                     matmul_packed(
                         rows,
                         xm,
@@ -247,7 +247,7 @@ impl LstmCache {
                         for g in 0..m.groups {
                             let off = (g * t_len + t) * bh;
                             let hm = &mut self.hm[off..off + bh];
-                            apply_mask(hm, hprev, m, g, b, h);
+                            apply_mask(hm, hprev, m, g, b, h, false);
                             matmul_packed(
                                 b,
                                 hm,
@@ -316,88 +316,30 @@ impl LstmCache {
                             h,
                             false,
                         );
-                        mask_accumulate(dh, tmp, m, g, b, h, g > 0);
+                        apply_mask(dh, tmp, m, g, b, h, g > 0);
                     }
                 }
             }
         }
         let dz = &self.dz[..rows * g4];
         // dU += h_{t-1}^T dz, one GEMM over all steps per group.
-        match hmask {
-            None => matmul(
-                h,
-                g4,
-                rows,
-                &self.hs,
-                h,
-                Op::T,
-                dz,
-                g4,
-                Op::N,
-                grads.recurrent,
-                g4,
-                true,
-            ),
-            Some(m) => {
-                let s = g4 / m.groups;
-                for g in 0..m.groups {
-                    let hm = &self.hm[g * rows * h..(g + 1) * rows * h];
-                    matmul(
-                        h,
-                        s,
-                        rows,
-                        hm,
-                        h,
-                        Op::T,
-                        &dz[g * s..],
-                        g4,
-                        Op::N,
-                        &mut grads.recurrent[g * s..],
-                        g4,
-                        true,
-                    );
-                }
-            }
-        }
+        let (hsrc, hgroups) = match hmask {
+            None => (&self.hs[..], 1),
+            Some(m) => (&self.hm[..], m.groups),
+        };
+        weight_grad(hsrc, h, rows, dz, hgroups, grads.recurrent);
         // dW += x^T dz and dx = dz W^T, per group.
         let dx = &mut self.dx[..rows * d];
         match xmask {
             None => {
-                matmul(
-                    d,
-                    g4,
-                    rows,
-                    &self.x,
-                    d,
-                    Op::T,
-                    dz,
-                    g4,
-                    Op::N,
-                    grads.kernel,
-                    g4,
-                    true,
-                );
+                weight_grad(&self.x, d, rows, dz, 1, grads.kernel);
                 matmul_packed(rows, dz, g4, &w.kernel_packed.bwd, dx, d, false);
             }
             Some(m) => {
                 let s = g4 / m.groups;
+                weight_grad(&self.xm, d, rows, dz, m.groups, grads.kernel);
                 fit(&mut self.tmp_x, rows * d);
                 for g in 0..m.groups {
-                    let xm = &self.xm[g * rows * d..(g + 1) * rows * d];
-                    matmul(
-                        d,
-                        s,
-                        rows,
-                        xm,
-                        d,
-                        Op::T,
-                        &dz[g * s..],
-                        g4,
-                        Op::N,
-                        &mut grads.kernel[g * s..],
-                        g4,
-                        true,
-                    );
                     let tmp = &mut self.tmp_x[..rows * d];
                     matmul_packed(
                         rows,
@@ -408,7 +350,7 @@ impl LstmCache {
                         d,
                         false,
                     );
-                    mask_accumulate(dx, tmp, m, g, b, d, g > 0);
+                    apply_mask(dx, tmp, m, g, b, d, g > 0);
                 }
             }
         }
@@ -420,23 +362,40 @@ impl LstmCache {
     }
 }
 
-/// out[r, :] = src[r, :] * mask[r % b, g, :] for time-major rows.
-fn apply_mask(out: &mut [f32], src: &[f32], m: Mask, g: usize, b: usize, width: usize) {
-    for (r, (o, s)) in out
-        .chunks_exact_mut(width)
-        .zip(src.chunks_exact(width))
-        .enumerate()
-    {
-        let off = ((r % b) * m.groups + g) * width;
-        let mk = &m.data[off..off + width];
-        for ((o, s), k) in o.iter_mut().zip(s).zip(mk) {
-            *o = s * k;
-        }
+/// grad[:, block g] += src_g^T dz[:, block g] for each of `groups` column blocks of the `[rows, 4H]`
+/// dz: the weight gradient as one GEMM over all steps per group. `src` holds the groups' inputs,
+/// `[G, rows, width]`; `grad` is `[width, 4H]`.
+fn weight_grad(
+    src: &[f32],
+    width: usize,
+    rows: usize,
+    dz: &[f32],
+    groups: usize,
+    grad: &mut [f32],
+) {
+    let g4 = dz.len() / rows;
+    let s = g4 / groups;
+    for g in 0..groups {
+        let src_g = &src[g * rows * width..(g + 1) * rows * width];
+        matmul(
+            width,
+            s,
+            rows,
+            src_g,
+            width,
+            Op::T,
+            &dz[g * s..],
+            g4,
+            Op::N,
+            &mut grad[g * s..],
+            g4,
+            true,
+        );
     }
 }
 
-/// out[r, :] (+)= src[r, :] * mask[r % b, g, :].
-fn mask_accumulate(
+/// out[r, :] (+)= src[r, :] * mask[r % b, g, :] for time-major rows (`+=` when `accumulate`).
+fn apply_mask(
     out: &mut [f32],
     src: &[f32],
     m: Mask,
