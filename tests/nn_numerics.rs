@@ -5,7 +5,7 @@ use imdb_lstm::nn::lstm::{LstmCache, LstmWeights, PackedGates};
 use imdb_lstm::nn::model::bce_from_logit;
 use imdb_lstm::nn::params::{Layout, BIAS, KERNEL, RECURRENT};
 use imdb_lstm::nn::reference::{self, RefMasks};
-use imdb_lstm::nn::{BatchMasks, Engine, ModelConfig, Params};
+use imdb_lstm::nn::{BatchMasks, Engine, Gradients, ModelConfig, Params};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
@@ -158,7 +158,7 @@ fn fast_path_matches_reference() {
         let want = reference::forward_backward(&cfg, &p64, &ids, &y, &rm);
         let mut params = Params::zeros(&cfg);
         params.data.copy_from_slice(&p32);
-        let mut grads = Params::zeros(&cfg);
+        let mut grads = Gradients::zeros(&cfg);
         let mut engine = Engine::new(&cfg, threads);
         engine.refresh(&params);
         let yf: Vec<f32> = y.iter().map(|&v| v as f32).collect();
@@ -169,7 +169,7 @@ fn fast_path_matches_reference() {
             stats.loss_sum / b as f64,
             want.loss
         );
-        for (i, (g, w)) in grads.data.iter().zip(&want.grads).enumerate() {
+        for (i, (g, w)) in grads.data().iter().zip(&want.grads).enumerate() {
             assert!(
                 (*g as f64 - w).abs() < 1e-5 * (1.0 + w.abs()),
                 "case ({b},{groups},{threads}) grad {i}: fast {g} vs reference {w}"
@@ -193,6 +193,52 @@ fn fast_path_matches_reference() {
             assert!((*z as f64 - w).abs() < 1e-5, "logit {z} vs {w}");
         }
     }
+}
+
+/// A gradient buffer reused across batches holds exactly what a fresh one would: the rows of the
+/// previous batch's tokens are cleared, not left to leak into the next step. And a non-finite
+/// value in the batch's rows is seen.
+#[test]
+fn reused_gradients_equal_fresh_ones() {
+    let cfg = ModelConfig {
+        num_words: 30,
+        embed_dim: 4,
+        units: 3,
+        maxlen: 4,
+        dropout: 0.0,
+        recurrent_dropout: 0.0,
+    };
+    let mut params = Params::zeros(&cfg);
+    for (i, v) in params.data.iter_mut().enumerate() {
+        *v = ((i as f32) * 0.37).sin() * 0.3;
+    }
+    let mut engine = Engine::new(&cfg, 2);
+    engine.refresh(&params);
+    let masks = BatchMasks {
+        groups: 1,
+        x: None,
+        h: None,
+    };
+    let y = [1.0, 0.0, 1.0];
+    // Tokens 0..12, then 12..24: no row in common.
+    let first: Vec<u32> = (0..12).collect();
+    let second: Vec<u32> = (12..24).collect();
+    let mut reused = Gradients::zeros(&cfg);
+    engine.train_batch(&params, &first, &y, &masks, &mut reused);
+    assert_eq!(reused.embedding_rows().len(), 12);
+    assert!(reused.is_finite());
+    engine.train_batch(&params, &second, &y, &masks, &mut reused);
+    let mut fresh = Gradients::zeros(&cfg);
+    engine.train_batch(&params, &second, &y, &masks, &mut fresh);
+    assert_eq!(reused.data(), fresh.data());
+    let mut rows = reused.embedding_rows().to_vec();
+    rows.sort();
+    assert_eq!(rows, second);
+    // A weight of infinity in a token's embedding makes that row's gradient non-finite.
+    params.tensor_mut(imdb_lstm::nn::params::EMBEDDING)[13 * 4] = f32::INFINITY;
+    engine.refresh(&params);
+    engine.train_batch(&params, &second, &y, &masks, &mut reused);
+    assert!(!reused.is_finite());
 }
 
 /// The same batch on 1 thread and one sequence at a time gives the same logits as batched on 2.

@@ -10,7 +10,7 @@ pub mod packed;
 pub mod params;
 pub mod reference;
 
-pub use model::{BatchMasks, BatchStats, Engine};
+pub use model::{BatchMasks, BatchStats, Engine, Gradients};
 pub use params::Params;
 
 use serde::{Deserialize, Serialize};

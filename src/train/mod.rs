@@ -7,7 +7,7 @@ pub mod progress;
 
 use crate::nn::adam::{Adam, AdamConfig};
 use crate::nn::model::BatchStats;
-use crate::nn::{BatchMasks, Engine, ModelConfig, Params};
+use crate::nn::{BatchMasks, Engine, Gradients, ModelConfig, Params};
 use history::{EpochRecord, History};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -191,7 +191,7 @@ pub fn run_epoch_until(
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut state.rng);
     let steps = n.div_ceil(cfg.batch_size);
-    let mut grads = Params::zeros(model);
+    let mut grads = Gradients::zeros(model);
     let mut masks = BatchMasks {
         groups: cfg.mask_mode.groups(),
         x: None,
@@ -245,14 +245,14 @@ pub fn run_epoch_until(
             mh = v;
         }
         anyhow::ensure!(
-            stats.loss_sum.is_finite() && grads.data.iter().all(|g| g.is_finite()),
+            stats.loss_sum.is_finite() && grads.is_finite(),
             "the loss became {} at epoch {epoch}, step {}/{steps}; try a lower --learning-rate",
             stats.loss_sum / stats.count as f64,
             step + 1
         );
         state
             .adam
-            .update(&mut state.params.data, &grads.data, cfg.threads);
+            .update(&mut state.params.data, grads.data(), cfg.threads);
         engine.refresh(&state.params);
         total += stats;
         obs.on_batch(
