@@ -156,11 +156,12 @@ impl LstmCache {
     }
 
     /// Inference without dropout from a projection table: `table` is `[V, 4H]` = embeddings *
-    /// kernel + bias, so each step's input projection is a row lookup instead of a GEMM (half the
+    /// kernel, so each step's input projection is a row lookup instead of a GEMM (half the
     /// FLOPs). `ids` is `[B, T]` (batch-major). Keeps only one step's state; returns h_T `[B, H]`.
     pub fn infer(
         &mut self,
         table: &[f32],
+        bias: &[f32],
         ids: &[u32],
         t_len: usize,
         h: usize,
@@ -194,7 +195,7 @@ impl LstmCache {
                 &mut self.inf_tc[..bh],
                 &mut self.inf_h[..bh],
             );
-            dispatch!(cell_forward(z, c_prev, c, tc, h_out, h));
+            dispatch!(cell_forward(z, bias, c_prev, c, tc, h_out, h));
             std::mem::swap(&mut self.inf_c, &mut self.inf_c_prev);
         }
         &self.inf_h[..bh]
@@ -206,12 +207,9 @@ impl LstmCache {
         let (bh, g4) = (b * h, 4 * h);
         let rows = t_len * b;
         let gates = &mut self.gates[..rows * g4];
-        for row in gates.chunks_exact_mut(g4) {
-            row.copy_from_slice(w.bias);
-        }
-        // Input projection for all steps at once.
+        // Input projection for all steps at once (the bias is added in the gate arithmetic).
         match xmask {
-            None => matmul_packed(rows, &self.x, d, &w.kernel_packed.fwd, gates, g4, true),
+            None => matmul_packed(rows, &self.x, d, &w.kernel_packed.fwd, gates, g4, false),
             Some(m) => {
                 let (gx, s) = (m.groups, g4 / m.groups);
                 fit(&mut self.xm, gx * rows * d);
@@ -225,14 +223,18 @@ impl LstmCache {
                         w.kernel_packed.forward(gx, g),
                         &mut gates[g * s..],
                         g4,
-                        true,
+                        false,
                     );
                 }
             }
         }
         if let Some(m) = hmask {
+            // Step 0 multiplies h_{-1} = 0, so only its slice of each group is set here; the
+            // loop writes the others.
             fit(&mut self.hm, m.groups * rows * h);
-            self.hm[..m.groups * rows * h].fill(0.0);
+            for g in 0..m.groups {
+                self.hm[g * rows * h..g * rows * h + bh].fill(0.0);
+            }
         }
         self.hs[..bh].fill(0.0);
         self.cs[..bh].fill(0.0);
@@ -266,7 +268,7 @@ impl LstmCache {
             let c = &mut cs_next[..bh];
             let tc = &mut self.tcs[t * bh..(t + 1) * bh];
             let h_out = &mut self.hs[(t + 1) * bh..(t + 2) * bh];
-            dispatch!(cell_forward(z, c_prev, c, tc, h_out, h));
+            dispatch!(cell_forward(z, w.bias, c_prev, c, tc, h_out, h));
         }
     }
 
@@ -296,7 +298,7 @@ impl LstmCache {
             let c_prev = &self.cs[t * bh..(t + 1) * bh];
             let tc = &self.tcs[t * bh..(t + 1) * bh];
             let (dh, dc) = (&self.dh[..bh], &mut self.dc[..bh]);
-            dispatch!(cell_backward(a, c_prev, tc, dh, dc, dz, h));
+            dispatch!(cell_backward(a, c_prev, tc, dh, dc, dz, grads.bias, h));
             if t == 0 {
                 break; // h_{-1} is a constant zero: nothing flows further back.
             }
@@ -352,11 +354,6 @@ impl LstmCache {
                     );
                     apply_mask(dx, tmp, m, g, b, d, g > 0);
                 }
-            }
-        }
-        for row in dz.chunks_exact(g4) {
-            for (gb, z) in grads.bias.iter_mut().zip(row) {
-                *gb += z;
             }
         }
     }
@@ -417,11 +414,12 @@ fn apply_mask(
     }
 }
 
-/// One step's gate arithmetic for every row: z `[B, 4H]` pre-activations -> activations in
-/// place; c = f*c_prev + i*g; tc = tanh(c); h = o*tc.
+/// One step's gate arithmetic for every row: z `[B, 4H]` pre-activations (without the bias)
+/// -> activations of z + bias in place; c = f*c_prev + i*g; tc = tanh(c); h = o*tc.
 #[inline(always)]
 fn cell_forward(
     z: &mut [f32],
+    bias: &[f32],
     c_prev: &[f32],
     c: &mut [f32],
     tc: &mut [f32],
@@ -437,12 +435,15 @@ fn cell_forward(
         let (zi, rest) = zr.split_at_mut(hu);
         let (zf, rest) = rest.split_at_mut(hu);
         let (zg, zo) = rest.split_at_mut(hu);
-        row_forward(zi, zf, zg, zo, cp, cr, tcr, hr);
+        let (bi, rest) = bias.split_at(hu);
+        let (bf, rest) = rest.split_at(hu);
+        let (bg, bo) = rest.split_at(hu);
+        row_forward(zi, zf, zg, zo, bi, bf, bg, bo, cp, cr, tcr, hr);
     }
 }
 
-/// One row of [`cell_forward`]. Separate slices as arguments, so the compiler knows they do not
-/// overlap and vectorises the loop.
+/// One row of [`cell_forward`]. Every slice is its own argument, so the compiler knows they do
+/// not overlap and vectorises the loop (inside an array they lose that, and the loop runs scalar).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn row_forward(
@@ -450,12 +451,17 @@ fn row_forward(
     zf: &mut [f32],
     zg: &mut [f32],
     zo: &mut [f32],
+    bi: &[f32],
+    bf: &[f32],
+    bg: &[f32],
+    bo: &[f32],
     cp: &[f32],
     c: &mut [f32],
     tc: &mut [f32],
     h: &mut [f32],
 ) {
     let n = zi.len();
+    let (bi, bf, bg, bo) = (&bi[..n], &bf[..n], &bg[..n], &bo[..n]);
     let (zf, zg, zo, cp, c, tc, h) = (
         &mut zf[..n],
         &mut zg[..n],
@@ -466,10 +472,10 @@ fn row_forward(
         &mut h[..n],
     );
     for j in 0..n {
-        let i = sigmoid(zi[j]);
-        let f = sigmoid(zf[j]);
-        let g = tanh(zg[j]);
-        let o = sigmoid(zo[j]);
+        let i = sigmoid(zi[j] + bi[j]);
+        let f = sigmoid(zf[j] + bf[j]);
+        let g = tanh(zg[j] + bg[j]);
+        let o = sigmoid(zo[j] + bo[j]);
         let cn = f * cp[j] + i * g;
         let t = tanh(cn);
         (zi[j], zf[j], zg[j], zo[j]) = (i, f, g, o);
@@ -480,8 +486,10 @@ fn row_forward(
 }
 
 /// One step backward: from dh (into h_t) and dc (into c_t, updated in place to flow into
-/// c_{t-1}) to dz `[B, 4H]`, the gradient w.r.t. the pre-activations.
+/// c_{t-1}) to dz `[B, 4H]`, the gradient w.r.t. the pre-activations, which is also added to
+/// the bias gradient `db` `[4H]` while it is in L1.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn cell_backward(
     a: &[f32],
     c_prev: &[f32],
@@ -489,8 +497,12 @@ fn cell_backward(
     dh: &[f32],
     dc: &mut [f32],
     dz: &mut [f32],
+    db: &mut [f32],
     hu: usize,
 ) {
+    let (dbi, rest) = db.split_at_mut(hu);
+    let (dbf, rest) = rest.split_at_mut(hu);
+    let (dbg, dbo) = rest.split_at_mut(hu);
     let ins = a
         .chunks_exact(4 * hu)
         .zip(c_prev.chunks_exact(hu))
@@ -502,19 +514,28 @@ fn cell_backward(
         let (zi, rest) = dzr.split_at_mut(hu);
         let (zf, rest) = rest.split_at_mut(hu);
         let (zg, zo) = rest.split_at_mut(hu);
-        row_backward(ar, cp, tcr, dhr, dcr, [zi, zf, zg, zo]);
+        row_backward(ar, cp, tcr, dhr, dcr, zi, zf, zg, zo, dbi, dbf, dbg, dbo);
     }
 }
 
-/// One row of [`cell_backward`]; `a` is the row's `[4H]` activations.
+/// One row of [`cell_backward`]; `a` is the row's `[4H]` activations. Separate slice
+/// arguments, as in [`row_forward`].
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn row_backward(
     a: &[f32],
     cp: &[f32],
     tc: &[f32],
     dh: &[f32],
     dc: &mut [f32],
-    [zi, zf, zg, zo]: [&mut [f32]; 4],
+    zi: &mut [f32],
+    zf: &mut [f32],
+    zg: &mut [f32],
+    zo: &mut [f32],
+    bi: &mut [f32],
+    bf: &mut [f32],
+    bg: &mut [f32],
+    bo: &mut [f32],
 ) {
     let n = cp.len();
     let (ai, af, ag, ao) = (&a[..n], &a[n..2 * n], &a[2 * n..3 * n], &a[3 * n..4 * n]);
@@ -527,13 +548,14 @@ fn row_backward(
         &dh[..n],
         &mut dc[..n],
     );
+    let (bi, bf, bg, bo) = (&mut bi[..n], &mut bf[..n], &mut bg[..n], &mut bo[..n]);
     for j in 0..n {
         let (i, f, g, o, t) = (ai[j], af[j], ag[j], ao[j], tc[j]);
         let dct = dc[j] + dh[j] * o * (1.0 - t * t);
-        zi[j] = dct * g * i * (1.0 - i);
-        zf[j] = dct * cp[j] * f * (1.0 - f);
-        zg[j] = dct * i * (1.0 - g * g);
-        zo[j] = dh[j] * t * o * (1.0 - o);
+        let (di, df) = (dct * g * i * (1.0 - i), dct * cp[j] * f * (1.0 - f));
+        let (dg, d_o) = (dct * i * (1.0 - g * g), dh[j] * t * o * (1.0 - o));
+        (zi[j], zf[j], zg[j], zo[j]) = (di, df, dg, d_o);
+        (bi[j], bf[j], bg[j], bo[j]) = (bi[j] + di, bf[j] + df, bg[j] + dg, bo[j] + d_o);
         dc[j] = dct * f;
     }
 }

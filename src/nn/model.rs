@@ -143,7 +143,7 @@ pub struct Engine {
     kernel_packed: PackedGates,
     /// The recurrent kernel packed for the per-step products.
     recurrent_packed: PackedGates,
-    /// `[V, 4H]` embeddings * kernel + bias: inference's input projection as a lookup table,
+    /// `[V, 4H]` embeddings * kernel: inference's input projection as a lookup table,
     /// rebuilt on the first inference after each refresh.
     table: Vec<f32>,
     table_fresh: bool,
@@ -268,12 +268,9 @@ impl Engine {
         assert_eq!(ids.len(), n * t_len, "ids must be [n, maxlen]");
         let (v, d, h) = (self.cfg.num_words, self.cfg.embed_dim, self.cfg.units);
         if !self.table_fresh {
-            // Without dropout, x_t W + b = (E W + b)[id]: one GEMM over the vocabulary replaces
+            // Without dropout, x_t W = (E W)[id]: one GEMM over the vocabulary replaces
             // the input projection of every step of every sequence.
             self.table.resize(v * 4 * h, 0.0);
-            for row in self.table.chunks_exact_mut(4 * h) {
-                row.copy_from_slice(params.tensor(BIAS));
-            }
             matmul(
                 v,
                 4 * h,
@@ -286,11 +283,11 @@ impl Engine {
                 Op::N,
                 &mut self.table,
                 4 * h,
-                true,
+                false,
             );
             self.table_fresh = true;
         }
-        let (table, packed) = (&self.table, &self.recurrent_packed);
+        let (table, packed, bias) = (&self.table, &self.recurrent_packed, params.tensor(BIAS));
         let threads = self.threads.min(n).max(1);
         let (wd, bd) = (params.tensor(DENSE_KERNEL), params.tensor(DENSE_BIAS)[0]);
         std::thread::scope(|s| {
@@ -307,7 +304,7 @@ impl Engine {
                         .chunks(EVAL_ROWS * t_len)
                         .zip(mine.chunks_mut(EVAL_ROWS))
                     {
-                        let hs = ws.lstm.infer(table, ids, t_len, h, packed);
+                        let hs = ws.lstm.infer(table, bias, ids, t_len, h, packed);
                         for (o, hrow) in out.iter_mut().zip(hs.chunks_exact(h)) {
                             *o = hrow.iter().zip(wd).map(|(a, b)| a * b).sum::<f32>() + bd;
                         }
