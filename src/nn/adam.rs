@@ -76,8 +76,13 @@ impl Adam {
                 .zip(grads.chunks(per))
                 .zip(self.m.chunks_mut(per))
                 .zip(self.v.chunks_mut(per));
-            for (((p, g), m), v) in parts {
-                s.spawn(move || kernel(p, g, m, v));
+            let mut parts = parts.peekable();
+            while let Some((((p, g), m), v)) = parts.next() {
+                if parts.peek().is_none() {
+                    kernel(p, g, m, v); // the calling thread takes the last part
+                } else {
+                    s.spawn(move || kernel(p, g, m, v));
+                }
             }
         });
     }

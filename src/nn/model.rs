@@ -175,8 +175,18 @@ impl Engine {
     /// Repack the weights for the GEMM kernels; call after every change to `params`.
     pub fn refresh(&mut self, params: &Params) {
         let (d, h) = (self.cfg.embed_dim, self.cfg.units);
-        self.kernel_packed.pack(params.tensor(KERNEL), d, h);
-        self.recurrent_packed.pack(params.tensor(RECURRENT), h, h);
+        let (kp, rp) = (&mut self.kernel_packed, &mut self.recurrent_packed);
+        // Every batch waits for this: the two matrices are packed side by side when there are
+        // two threads.
+        if self.threads > 1 {
+            std::thread::scope(|s| {
+                s.spawn(|| kp.pack(params.tensor(KERNEL), d, h));
+                rp.pack(params.tensor(RECURRENT), h, h);
+            });
+        } else {
+            kp.pack(params.tensor(KERNEL), d, h);
+            rp.pack(params.tensor(RECURRENT), h, h);
+        }
         self.table_fresh = false;
     }
 
