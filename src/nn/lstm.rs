@@ -11,7 +11,7 @@
 //! mask (Keras 2's implementation 1, our default), so the projection splits into 4 GEMMs of
 //! width `units`; with `groups == 1` one mask is shared by all gates (Keras 3).
 
-use super::activation::{sigmoid, tanh};
+use super::activation::{sigmoid, tanh, MulAdd};
 use super::gemm::{matmul, Op};
 use super::packed::{matmul_packed, PackedB};
 use crate::dispatch;
@@ -123,12 +123,10 @@ pub struct LstmCache {
     /// `[T*B, D]` gradient w.r.t. the inputs (read by the embedding's backward), and scratch.
     pub dx: Vec<f32>,
     tmp_x: Vec<f32>,
-    /// Inference scratch: `[B, 4H]` one step's gates, `[B, H]` h, c, c_prev, tanh(c).
+    /// Inference scratch: `[B, 4H]` one step's h_{t-1} U, `[B, H]` h and c.
     inf_z: Vec<f32>,
     inf_h: Vec<f32>,
     inf_c: Vec<f32>,
-    inf_c_prev: Vec<f32>,
-    inf_tc: Vec<f32>,
 }
 
 fn fit(v: &mut Vec<f32>, len: usize) {
@@ -169,34 +167,20 @@ impl LstmCache {
     ) -> &[f32] {
         let b = ids.len() / t_len;
         let (bh, g4) = (b * h, 4 * h);
-        for v in [
-            &mut self.inf_h,
-            &mut self.inf_c,
-            &mut self.inf_c_prev,
-            &mut self.inf_tc,
-        ] {
-            fit(v, bh);
-        }
+        fit(&mut self.inf_h, bh);
+        fit(&mut self.inf_c, bh);
         fit(&mut self.inf_z, b * g4);
-        self.inf_h[..bh].fill(0.0);
-        self.inf_c_prev[..bh].fill(0.0);
+        self.inf_c[..bh].fill(0.0);
         for t in 0..t_len {
             let z = &mut self.inf_z[..b * g4];
-            for (bi, row) in z.chunks_exact_mut(g4).enumerate() {
-                let tok = ids[bi * t_len + t] as usize;
-                row.copy_from_slice(&table[tok * g4..(tok + 1) * g4]);
-            }
+            // z = h_{t-1} U; the table row and the bias are added in the cell.
             if t > 0 {
-                matmul_packed(b, &self.inf_h[..bh], h, &packed.fwd, z, g4, true);
+                matmul_packed(b, &self.inf_h[..bh], h, &packed.fwd, z, g4, false);
+            } else {
+                z.fill(0.0);
             }
-            let (c_prev, c, tc, h_out) = (
-                &self.inf_c_prev[..bh],
-                &mut self.inf_c[..bh],
-                &mut self.inf_tc[..bh],
-                &mut self.inf_h[..bh],
-            );
-            dispatch!(cell_forward(z, bias, c_prev, c, tc, h_out, h));
-            std::mem::swap(&mut self.inf_c, &mut self.inf_c_prev);
+            let (c, h_out) = (&mut self.inf_c[..bh], &mut self.inf_h[..bh]);
+            dispatch!(<M> cell_infer::<M>(z, table, ids, t, t_len, bias, c, h_out, h));
         }
         &self.inf_h[..bh]
     }
@@ -268,7 +252,7 @@ impl LstmCache {
             let c = &mut cs_next[..bh];
             let tc = &mut self.tcs[t * bh..(t + 1) * bh];
             let h_out = &mut self.hs[(t + 1) * bh..(t + 2) * bh];
-            dispatch!(cell_forward(z, w.bias, c_prev, c, tc, h_out, h));
+            dispatch!(<M> cell_forward::<M>(z, w.bias, c_prev, c, tc, h_out, h));
         }
     }
 
@@ -298,7 +282,7 @@ impl LstmCache {
             let c_prev = &self.cs[t * bh..(t + 1) * bh];
             let tc = &self.tcs[t * bh..(t + 1) * bh];
             let (dh, dc) = (&self.dh[..bh], &mut self.dc[..bh]);
-            dispatch!(cell_backward(a, c_prev, tc, dh, dc, dz, grads.bias, h));
+            dispatch!(<M> cell_backward::<M>(a, c_prev, tc, dh, dc, dz, grads.bias, h));
             if t == 0 {
                 break; // h_{-1} is a constant zero: nothing flows further back.
             }
@@ -417,7 +401,7 @@ fn apply_mask(
 /// One step's gate arithmetic for every row: z `[B, 4H]` pre-activations (without the bias)
 /// -> activations of z + bias in place; c = f*c_prev + i*g; tc = tanh(c); h = o*tc.
 #[inline(always)]
-fn cell_forward(
+fn cell_forward<M: MulAdd>(
     z: &mut [f32],
     bias: &[f32],
     c_prev: &[f32],
@@ -438,7 +422,7 @@ fn cell_forward(
         let (bi, rest) = bias.split_at(hu);
         let (bf, rest) = rest.split_at(hu);
         let (bg, bo) = rest.split_at(hu);
-        row_forward(zi, zf, zg, zo, bi, bf, bg, bo, cp, cr, tcr, hr);
+        row_forward::<M>(zi, zf, zg, zo, bi, bf, bg, bo, cp, cr, tcr, hr);
     }
 }
 
@@ -446,7 +430,7 @@ fn cell_forward(
 /// not overlap and vectorises the loop (inside an array they lose that, and the loop runs scalar).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn row_forward(
+fn row_forward<M: MulAdd>(
     zi: &mut [f32],
     zf: &mut [f32],
     zg: &mut [f32],
@@ -472,16 +456,76 @@ fn row_forward(
         &mut h[..n],
     );
     for j in 0..n {
-        let i = sigmoid(zi[j] + bi[j]);
-        let f = sigmoid(zf[j] + bf[j]);
-        let g = tanh(zg[j] + bg[j]);
-        let o = sigmoid(zo[j] + bo[j]);
-        let cn = f * cp[j] + i * g;
-        let t = tanh(cn);
+        let i = sigmoid::<M>(zi[j] + bi[j]);
+        let f = sigmoid::<M>(zf[j] + bf[j]);
+        let g = tanh::<M>(zg[j] + bg[j]);
+        let o = sigmoid::<M>(zo[j] + bo[j]);
+        let cn = M::mul_add(f, cp[j], i * g);
+        let t = tanh::<M>(cn);
         (zi[j], zf[j], zg[j], zo[j]) = (i, f, g, o);
         c[j] = cn;
         tc[j] = t;
         h[j] = o * t;
+    }
+}
+
+/// One inference step for every row: the gates are z `[B, 4H]` (h_{t-1} U) + the table row
+/// of the row's token at step t + bias; c `[B, H]` is updated in place and h written. Unlike
+/// [`cell_forward`], nothing is kept for a backward pass.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn cell_infer<M: MulAdd>(
+    z: &[f32],
+    table: &[f32],
+    ids: &[u32],
+    t: usize,
+    t_len: usize,
+    bias: &[f32],
+    c: &mut [f32],
+    h_out: &mut [f32],
+    hu: usize,
+) {
+    let g4 = 4 * hu;
+    let (bi, rest) = bias.split_at(hu);
+    let (bf, rest) = rest.split_at(hu);
+    let (bg, bo) = rest.split_at(hu);
+    let rows = z.chunks_exact(g4).zip(c.chunks_exact_mut(hu));
+    for (r, ((zr, cr), hr)) in rows.zip(h_out.chunks_exact_mut(hu)).enumerate() {
+        let tok = ids[r * t_len + t] as usize;
+        let xr = &table[tok * g4..(tok + 1) * g4];
+        let (zi, rest) = zr.split_at(hu);
+        let (zf, rest) = rest.split_at(hu);
+        let (zg, zo) = rest.split_at(hu);
+        let (xi, rest) = xr.split_at(hu);
+        let (xf, rest) = rest.split_at(hu);
+        let (xg, xo) = rest.split_at(hu);
+        row_infer::<M>([zi, zf, zg, zo], [xi, xf, xg, xo], [bi, bf, bg, bo], cr, hr);
+    }
+}
+
+/// One row of [`cell_infer`]. Only `c` and `h` are written, so the read-only inputs can share
+/// arrays without hiding anything from the vectoriser.
+#[inline(always)]
+fn row_infer<M: MulAdd>(
+    [zi, zf, zg, zo]: [&[f32]; 4],
+    [xi, xf, xg, xo]: [&[f32]; 4],
+    [bi, bf, bg, bo]: [&[f32]; 4],
+    c: &mut [f32],
+    h: &mut [f32],
+) {
+    let n = c.len();
+    let (zi, zf, zg, zo) = (&zi[..n], &zf[..n], &zg[..n], &zo[..n]);
+    let (xi, xf, xg, xo) = (&xi[..n], &xf[..n], &xg[..n], &xo[..n]);
+    let (bi, bf, bg, bo) = (&bi[..n], &bf[..n], &bg[..n], &bo[..n]);
+    let h = &mut h[..n];
+    for j in 0..n {
+        let i = sigmoid::<M>(zi[j] + xi[j] + bi[j]);
+        let f = sigmoid::<M>(zf[j] + xf[j] + bf[j]);
+        let g = tanh::<M>(zg[j] + xg[j] + bg[j]);
+        let o = sigmoid::<M>(zo[j] + xo[j] + bo[j]);
+        let cn = M::mul_add(f, c[j], i * g);
+        c[j] = cn;
+        h[j] = o * tanh::<M>(cn);
     }
 }
 
@@ -490,7 +534,7 @@ fn row_forward(
 /// the bias gradient `db` `[4H]` while it is in L1.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn cell_backward(
+fn cell_backward<M: MulAdd>(
     a: &[f32],
     c_prev: &[f32],
     tc: &[f32],
@@ -514,7 +558,7 @@ fn cell_backward(
         let (zi, rest) = dzr.split_at_mut(hu);
         let (zf, rest) = rest.split_at_mut(hu);
         let (zg, zo) = rest.split_at_mut(hu);
-        row_backward(ar, cp, tcr, dhr, dcr, zi, zf, zg, zo, dbi, dbf, dbg, dbo);
+        row_backward::<M>(ar, cp, tcr, dhr, dcr, zi, zf, zg, zo, dbi, dbf, dbg, dbo);
     }
 }
 
@@ -522,7 +566,7 @@ fn cell_backward(
 /// arguments, as in [`row_forward`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn row_backward(
+fn row_backward<M: MulAdd>(
     a: &[f32],
     cp: &[f32],
     tc: &[f32],
@@ -551,7 +595,7 @@ fn row_backward(
     let (bi, bf, bg, bo) = (&mut bi[..n], &mut bf[..n], &mut bg[..n], &mut bo[..n]);
     for j in 0..n {
         let (i, f, g, o, t) = (ai[j], af[j], ag[j], ao[j], tc[j]);
-        let dct = dc[j] + dh[j] * o * (1.0 - t * t);
+        let dct = M::mul_add(dh[j] * o, 1.0 - t * t, dc[j]);
         let (di, df) = (dct * g * i * (1.0 - i), dct * cp[j] * f * (1.0 - f));
         let (dg, d_o) = (dct * i * (1.0 - g * g), dh[j] * t * o * (1.0 - o));
         (zi[j], zf[j], zg[j], zo[j]) = (di, df, dg, d_o);
