@@ -416,14 +416,28 @@ fn cell_forward<M: MulAdd>(
         .zip(tc.chunks_exact_mut(hu))
         .zip(h_out.chunks_exact_mut(hu));
     for ((zr, cp), ((cr, tcr), hr)) in rows.zip(outs) {
-        let (zi, rest) = zr.split_at_mut(hu);
-        let (zf, rest) = rest.split_at_mut(hu);
-        let (zg, zo) = rest.split_at_mut(hu);
-        let (bi, rest) = bias.split_at(hu);
-        let (bf, rest) = rest.split_at(hu);
-        let (bg, bo) = rest.split_at(hu);
+        let [zi, zf, zg, zo] = gates_mut(zr, hu);
+        let [bi, bf, bg, bo] = gates(bias, hu);
         row_forward::<M>(zi, zf, zg, zo, bi, bf, bg, bo, cp, cr, tcr, hr);
     }
+}
+
+/// The four gates' blocks (i, f, c, o) of a `[4H]` row.
+#[inline(always)]
+fn gates(row: &[f32], hu: usize) -> [&[f32]; 4] {
+    let (i, rest) = row.split_at(hu);
+    let (f, rest) = rest.split_at(hu);
+    let (c, o) = rest.split_at(hu);
+    [i, f, c, &o[..hu]]
+}
+
+/// [`gates`] for writing.
+#[inline(always)]
+fn gates_mut(row: &mut [f32], hu: usize) -> [&mut [f32]; 4] {
+    let (i, rest) = row.split_at_mut(hu);
+    let (f, rest) = rest.split_at_mut(hu);
+    let (c, o) = rest.split_at_mut(hu);
+    [i, f, c, &mut o[..hu]]
 }
 
 /// One row of [`cell_forward`]. Every slice is its own argument, so the compiler knows they do
@@ -486,20 +500,11 @@ fn cell_infer<M: MulAdd>(
     hu: usize,
 ) {
     let g4 = 4 * hu;
-    let (bi, rest) = bias.split_at(hu);
-    let (bf, rest) = rest.split_at(hu);
-    let (bg, bo) = rest.split_at(hu);
     let rows = z.chunks_exact(g4).zip(c.chunks_exact_mut(hu));
     for (r, ((zr, cr), hr)) in rows.zip(h_out.chunks_exact_mut(hu)).enumerate() {
         let tok = ids[r * t_len + t] as usize;
         let xr = &table[tok * g4..(tok + 1) * g4];
-        let (zi, rest) = zr.split_at(hu);
-        let (zf, rest) = rest.split_at(hu);
-        let (zg, zo) = rest.split_at(hu);
-        let (xi, rest) = xr.split_at(hu);
-        let (xf, rest) = rest.split_at(hu);
-        let (xg, xo) = rest.split_at(hu);
-        row_infer::<M>([zi, zf, zg, zo], [xi, xf, xg, xo], [bi, bf, bg, bo], cr, hr);
+        row_infer::<M>(gates(zr, hu), gates(xr, hu), gates(bias, hu), cr, hr);
     }
 }
 
@@ -544,9 +549,7 @@ fn cell_backward<M: MulAdd>(
     db: &mut [f32],
     hu: usize,
 ) {
-    let (dbi, rest) = db.split_at_mut(hu);
-    let (dbf, rest) = rest.split_at_mut(hu);
-    let (dbg, dbo) = rest.split_at_mut(hu);
+    let [dbi, dbf, dbg, dbo] = gates_mut(db, hu);
     let ins = a
         .chunks_exact(4 * hu)
         .zip(c_prev.chunks_exact(hu))
@@ -555,9 +558,7 @@ fn cell_backward<M: MulAdd>(
     for ((((ar, cp), tcr), dhr), (dcr, dzr)) in
         ins.zip(dc.chunks_exact_mut(hu).zip(dz.chunks_exact_mut(4 * hu)))
     {
-        let (zi, rest) = dzr.split_at_mut(hu);
-        let (zf, rest) = rest.split_at_mut(hu);
-        let (zg, zo) = rest.split_at_mut(hu);
+        let [zi, zf, zg, zo] = gates_mut(dzr, hu);
         row_backward::<M>(ar, cp, tcr, dhr, dcr, zi, zf, zg, zo, dbi, dbf, dbg, dbo);
     }
 }
