@@ -133,25 +133,9 @@ macro_rules! dispatch {
             $body
         }
     }};
-    ($body:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            if $crate::nn::activation::isa() == $crate::nn::activation::Isa::Avx2 {
-                // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-                unsafe { avx2(|| $body) }
-            } else {
-                $body
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $body
-        }
-    }};
+    ($body:expr) => {
+        $crate::dispatch!(<_Unused> $body)
+    };
 }
 
 #[cfg(test)]

@@ -583,7 +583,7 @@ fn row_backward<M: MulAdd>(
     bo: &mut [f32],
 ) {
     let n = cp.len();
-    let (ai, af, ag, ao) = (&a[..n], &a[n..2 * n], &a[2 * n..3 * n], &a[3 * n..4 * n]);
+    let [ai, af, ag, ao] = gates(a, n);
     let (zi, zf, zg, zo, tc, dh, dc) = (
         &mut zi[..n],
         &mut zf[..n],

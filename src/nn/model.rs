@@ -72,11 +72,6 @@ impl Gradients {
         &self.params.data
     }
 
-    /// One tensor's gradient (see the constants in `nn::params`).
-    pub fn tensor(&self, i: usize) -> &[f32] {
-        self.params.tensor(i)
-    }
-
     /// The embedding rows that may be nonzero (the batch's distinct tokens), in first-seen order.
     pub fn embedding_rows(&self) -> &[u32] {
         &self.rows
