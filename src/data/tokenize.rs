@@ -72,40 +72,40 @@ fn is_token_char(c: char) -> bool {
 /// empty tokens are dropped.
 pub fn for_each_token(text: &str, mut f: impl FnMut(&str)) {
     let lower = normalise(text);
-    let mut emit = |run: &str| {
+    let emit = |run: &str| {
         let tok = run.trim_matches('\'');
         if !tok.is_empty() {
             f(tok);
         }
     };
-    let mut run_start: Option<usize> = None;
     if lower.is_ascii() {
         // Fast path, same rule: for ASCII, char::is_alphanumeric is is_ascii_alphanumeric.
-        for (i, &b) in lower.as_bytes().iter().enumerate() {
-            if b == b'\'' || b.is_ascii_alphanumeric() {
-                if run_start.is_none() {
-                    run_start = Some(i);
-                }
-            } else if let Some(s) = run_start.take() {
-                emit(&lower[s..i]);
-            }
-        }
-        if let Some(s) = run_start {
-            emit(&lower[s..]);
-        }
-        return;
+        let bytes = lower.as_bytes().iter().enumerate();
+        let marks = bytes.map(|(i, &b)| (i, b == b'\'' || b.is_ascii_alphanumeric()));
+        for_each_run(&lower, marks, emit);
+    } else {
+        let chars = lower.char_indices().map(|(i, c)| (i, is_token_char(c)));
+        for_each_run(&lower, chars, emit);
     }
-    for (i, c) in lower.char_indices() {
-        if is_token_char(c) {
-            if run_start.is_none() {
-                run_start = Some(i);
-            }
+}
+
+/// Calls `emit` on each maximal run of `text` whose positions `marks` flags as token characters
+/// (`marks` gives each char's byte offset in order).
+fn for_each_run(
+    text: &str,
+    marks: impl Iterator<Item = (usize, bool)>,
+    mut emit: impl FnMut(&str),
+) {
+    let mut run_start: Option<usize> = None;
+    for (i, in_token) in marks {
+        if in_token {
+            run_start.get_or_insert(i);
         } else if let Some(s) = run_start.take() {
-            emit(&lower[s..i]);
+            emit(&text[s..i]);
         }
     }
     if let Some(s) = run_start {
-        emit(&lower[s..]);
+        emit(&text[s..]);
     }
 }
 
