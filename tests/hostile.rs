@@ -114,6 +114,11 @@ fn as_entries(files: &[(Vec<u8>, Vec<u8>)]) -> Vec<Entry<'_>> {
         .collect()
 }
 
+/// `files` as a .tar.gz named `name` in `dir`.
+fn archive(dir: &Path, name: &str, files: &[(Vec<u8>, Vec<u8>)]) -> PathBuf {
+    write(dir, name, &targz_bytes(&as_entries(files)))
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -313,11 +318,7 @@ fn data_archive_without_test() {
         .into_iter()
         .filter(|(n, _)| !n.starts_with(b"aclImdb/test"))
         .collect();
-    let p = write(
-        tmp.path(),
-        "no_test.tar.gz",
-        &targz_bytes(&as_entries(&files)),
-    );
+    let p = archive(tmp.path(), "no_test.tar.gz", &files);
     fails(
         &mut train(&p, &tmp.path().join("run")),
         1,
@@ -332,11 +333,7 @@ fn data_archive_without_train() {
         .into_iter()
         .filter(|(n, _)| !n.starts_with(b"aclImdb/train"))
         .collect();
-    let p = write(
-        tmp.path(),
-        "no_train.tar.gz",
-        &targz_bytes(&as_entries(&files)),
-    );
+    let p = archive(tmp.path(), "no_train.tar.gz", &files);
     fails(
         &mut train(&p, &tmp.path().join("run")),
         1,
@@ -372,11 +369,7 @@ fn data_badly_named_file_in_a_review_folder() {
         b"aclImdb/train/pos/great_review.txt".to_vec(),
         b"x".to_vec(),
     ));
-    let p = write(
-        tmp.path(),
-        "names.tar.gz",
-        &targz_bytes(&as_entries(&files)),
-    );
+    let p = archive(tmp.path(), "names.tar.gz", &files);
     fails(
         &mut train(&p, &tmp.path().join("run")),
         1,
@@ -389,7 +382,7 @@ fn data_duplicate_review_id() {
     let tmp = tempfile::tempdir().unwrap();
     let mut files = good_files(3);
     files.push((b"aclImdb/train/pos/1_10.txt".to_vec(), b"again".to_vec()));
-    let p = write(tmp.path(), "dup.tar.gz", &targz_bytes(&as_entries(&files)));
+    let p = archive(tmp.path(), "dup.tar.gz", &files);
     fails(
         &mut train(&p, &tmp.path().join("run")),
         1,
@@ -404,11 +397,7 @@ fn data_all_reviews_empty() {
         .into_iter()
         .map(|(n, _)| (n, b" \n".to_vec()))
         .collect();
-    let p = write(
-        tmp.path(),
-        "blank.tar.gz",
-        &targz_bytes(&as_entries(&files)),
-    );
+    let p = archive(tmp.path(), "blank.tar.gz", &files);
     fails(
         &mut train(&p, &tmp.path().join("run")),
         1,
@@ -422,11 +411,7 @@ fn data_some_reviews_empty_is_fine() {
     let mut files = good_files(4);
     files[0].1.clear();
     files[5].1 = b"\n\n".to_vec();
-    let p = write(
-        tmp.path(),
-        "some_empty.tar.gz",
-        &targz_bytes(&as_entries(&files)),
-    );
+    let p = archive(tmp.path(), "some_empty.tar.gz", &files);
     succeeds(&mut train(&p, &tmp.path().join("run")));
 }
 
@@ -436,11 +421,7 @@ fn data_non_utf8_reviews_are_read_lossily() {
     let mut files = good_files(4);
     files[0].1 = b"great \xff\xfe film, caf\xe9 latin-1 \x00\x01 superb".to_vec();
     files[9].1 = vec![0x80; 300];
-    let p = write(
-        tmp.path(),
-        "latin1.tar.gz",
-        &targz_bytes(&as_entries(&files)),
-    );
+    let p = archive(tmp.path(), "latin1.tar.gz", &files);
     succeeds(&mut train(&p, &tmp.path().join("run")));
 }
 
@@ -449,11 +430,7 @@ fn data_non_utf8_file_name_in_a_review_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let mut files = good_files(3);
     files.push((b"aclImdb/train/pos/7_\xff.txt".to_vec(), b"x".to_vec()));
-    let p = write(
-        tmp.path(),
-        "badname.tar.gz",
-        &targz_bytes(&as_entries(&files)),
-    );
+    let p = archive(tmp.path(), "badname.tar.gz", &files);
     fails(
         &mut train(&p, &tmp.path().join("run")),
         1,
@@ -471,11 +448,7 @@ fn data_non_utf8_folder_inside_a_review_folder() {
         b"aclImdb/train/pos/\xff/50_9.txt".to_vec(),
         b"zzhiddenword zzhiddenword".to_vec(),
     ));
-    let p = write(
-        tmp.path(),
-        "subdir.tar.gz",
-        &targz_bytes(&as_entries(&files)),
-    );
+    let p = archive(tmp.path(), "subdir.tar.gz", &files);
     let run_dir = tmp.path().join("run");
     succeeds(&mut train(&p, &run_dir));
     let m = imdb_lstm::model_file::load(&run_dir.join("model.safetensors")).unwrap();
@@ -489,7 +462,7 @@ fn data_review_of_10_mb() {
     files[0].1 = "a superb wonderful film "
         .repeat(10 * 1024 * 1024 / 24)
         .into_bytes();
-    let p = write(tmp.path(), "big.tar.gz", &targz_bytes(&as_entries(&files)));
+    let p = archive(tmp.path(), "big.tar.gz", &files);
     succeeds(&mut train(&p, &tmp.path().join("run")));
 }
 
@@ -499,7 +472,7 @@ fn data_review_over_64_mib() {
     let tmp = tempfile::tempdir().unwrap();
     let mut files = good_files(2);
     files[0].1 = vec![b'a'; 65 << 20];
-    let p = write(tmp.path(), "bomb.tar.gz", &targz_bytes(&as_entries(&files)));
+    let p = archive(tmp.path(), "bomb.tar.gz", &files);
     fails(
         &mut train(&p, &tmp.path().join("run")),
         1,
@@ -824,11 +797,7 @@ fn evaluate_data_without_test_split() {
         .into_iter()
         .filter(|(n, _)| !n.starts_with(b"aclImdb/test"))
         .collect();
-    let p = write(
-        tmp.path(),
-        "train_only.tar.gz",
-        &targz_bytes(&as_entries(&files)),
-    );
+    let p = archive(tmp.path(), "train_only.tar.gz", &files);
     fails(
         bin()
             .args(["evaluate", "--model"])
