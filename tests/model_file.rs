@@ -1,6 +1,8 @@
 //! The model file: round-trip, the exact safetensors layout (checked without the safetensors
 //! crate), every kind of bad input, atomic saving, and the Keras-style summary.
 
+mod common;
+use common::file_names;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -609,11 +611,7 @@ fn save_is_atomic_and_leaves_no_temp_files() {
     model_file::save(&p, &b).unwrap();
     assert_eq!(model_file::load(&p).unwrap(), b);
 
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, vec!["model.safetensors".to_string()], "{names:?}");
+    assert_eq!(file_names(dir.path()), ["model.safetensors"]);
 
     // A failed save (NaN) leaves the previous file untouched and no temp file.
     let mut bad = small_model(22);

@@ -1,5 +1,7 @@
 //! model.svg / model.dot: every layer with its type and shapes, top to bottom, arrows between.
 
+mod common;
+use common::file_names;
 use imdb_lstm::nn::ModelConfig;
 use imdb_lstm::report::graph::{keras_shape, xml_escape};
 use imdb_lstm::report::write_model_graph;
@@ -77,13 +79,8 @@ fn check_graph(cfg: &ModelConfig, expect: [(&str, &str); 4]) {
     ] {
         assert!(dot.contains(e), "missing edge {e}: {dot}");
     }
-    let mut names: Vec<String> = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        file_names(dir.path()),
         ["model.dot", "model.svg"],
         "no temp files left behind"
     );

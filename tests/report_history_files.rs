@@ -1,5 +1,7 @@
 //! history.json / history.csv: exact CSV, JSON round-trip, clear errors, atomic writes.
 
+mod common;
+use common::file_names;
 use imdb_lstm::report::history_files::{history_csv, CSV_HEADER};
 use imdb_lstm::report::{read_history, write_history};
 use imdb_lstm::train::history::{EpochRecord, History};
@@ -26,15 +28,6 @@ fn two_epochs() -> History {
             },
         ],
     }
-}
-
-fn file_names(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

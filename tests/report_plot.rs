@@ -1,6 +1,8 @@
 //! history.png / history.svg: decodable, right size, not blank, labelled; odd histories
 //! (1 epoch, 200 epochs, no validation) still plot; failures are errors, not panics.
 
+mod common;
+use common::file_names;
 use imdb_lstm::report::plot::PLOT_SIZE;
 use imdb_lstm::report::{plot_history, redraw, write_history};
 use imdb_lstm::train::history::{EpochRecord, History};
@@ -72,15 +74,6 @@ fn svg_texts(path: &Path) -> Vec<String> {
                 .to_string()
         })
         .collect()
-}
-
-fn file_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// Plot `h` into a fresh folder and check both pictures; returns the PNG and SVG texts.

@@ -120,3 +120,13 @@ pub fn real_data() -> Option<PathBuf> {
         }
     }
 }
+
+/// The names of the entries of `dir`, sorted (to check that no temp file was left behind).
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
