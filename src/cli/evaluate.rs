@@ -71,9 +71,7 @@ pub fn metrics(logits: &[f32], y: &[f32]) -> Metrics {
 }
 
 pub fn run(args: &EvaluateArgs) -> Result<()> {
-    if args.threads == Some(0) {
-        bail!("--threads 0: use 1 or more");
-    }
+    super::threads(args.threads)?;
     if args.limit == Some(0) {
         bail!("--limit 0: use at least 1 review (or leave --limit out to use them all)");
     }

@@ -284,14 +284,7 @@ impl TrainArgs {
             (None, Some(_)) => Some(0.2),
             (f, _) => f,
         };
-        let threads = match self.threads {
-            Some(0) => anyhow::bail!("--threads 0: use 1 or more"),
-            Some(t) if t > 256 => {
-                anyhow::bail!("--threads {t} is more than 256: use at most the number of cores")
-            }
-            Some(t) => t,
-            None => TrainConfig::default().threads,
-        };
+        let threads = threads(self.threads)?;
         let model = ModelConfig {
             num_words: self.num_words,
             embed_dim: self.embed_dim,
@@ -324,6 +317,22 @@ impl TrainArgs {
             limit: self.limit,
             early_stopping,
         })
+    }
+}
+
+/// The most worker threads any command accepts (far above any core count this tool meets;
+/// each thread gets its own activation buffers, so an absurd count must be refused up front).
+pub const MAX_THREADS: usize = 256;
+
+/// `--threads` of every command, checked: 1 to [`MAX_THREADS`], all cores when not given.
+pub fn threads(flag: Option<usize>) -> Result<usize> {
+    match flag {
+        Some(0) => anyhow::bail!("--threads 0: use 1 or more"),
+        Some(t) if t > MAX_THREADS => anyhow::bail!(
+            "--threads {t} is more than {MAX_THREADS}: use at most the number of cores"
+        ),
+        Some(t) => Ok(t),
+        None => Ok(TrainConfig::default().threads.clamp(1, MAX_THREADS)),
     }
 }
 
@@ -418,9 +427,7 @@ pub fn load_model(
     let m = crate::model_file::load(path)?;
     let params = crate::nn::Params::from_named(&m.config, &m.tensors)
         .with_context(|| format!("{}", path.display()))?;
-    let threads = threads
-        .unwrap_or_else(|| TrainConfig::default().threads)
-        .max(1);
+    let threads = self::threads(threads)?;
     let mut engine = crate::nn::Engine::new(&m.config, threads);
     engine.refresh(&params);
     Ok((m, params, engine))

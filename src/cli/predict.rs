@@ -109,9 +109,7 @@ pub fn predict_texts(
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
-    if args.threads == Some(0) {
-        bail!("--threads 0: use 1 or more");
-    }
+    super::threads(args.threads)?;
     let texts = inputs(args)?;
     let (m, params, mut engine) = super::load_model(&args.model, args.threads)?;
     m.preprocessing
