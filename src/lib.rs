@@ -2,7 +2,9 @@
 //!
 //! The layout follows the data: [`data`] (archive -> tokens -> padded ids),
 //! [`nn`] (layers, loss, optimiser), [`train`] (the fit loop), [`report`]
-//! (history, plots, model graph) and the command-line front end in `main.rs`.
+//! (history, plots, model graph), [`model_file`] (the self-contained saved model) and the
+//! command line in [`cli`] (flags -> checked configuration -> the library; `main.rs` only
+//! parses the arguments and calls [`cli::main_with`]).
 
 pub mod cli;
 pub mod data;

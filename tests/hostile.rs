@@ -1,7 +1,7 @@
 //! Hostile input, end to end through the real binary: every bad archive, folder, flag, model file,
 //! text and output place gets a non-zero exit with one clear line naming it (or succeeds where
 //! succeeding is right), never a panic, and never a half-written file. Each test here is one row of
-//! the table in docs/what-happens-when.md.
+//! the README's "What happens when..." tables.
 
 mod common;
 use common::*;
@@ -29,7 +29,7 @@ fn fails(cmd: &mut Command, code: i32, needles: &[&str]) -> String {
             "{cmd:?}: error should contain {n:?}: {err}"
         );
     }
-    // Shown with --nocapture: the table in docs/what-happens-when.md quotes these lines.
+    // Shown with --nocapture: the README's "What happens when..." tables quote these lines.
     eprintln!("[exit {got}] {}", err.trim_end());
     err
 }

@@ -1,5 +1,6 @@
 //! The numeric core against finite differences (f64), the naive reference, and Keras's golden
-//! values (shared/reference/keras_lstm_golden.md).
+//! values (Keras's own tests: keras/src/layers/rnn/lstm_test.py and optimizers/adam_test.py; the
+//! numbers, with their recipes, are also in `../shared/reference/` beside the checkout).
 
 use imdb_lstm::nn::lstm::{LstmCache, LstmWeights, PackedGates};
 use imdb_lstm::nn::model::bce_from_logit;

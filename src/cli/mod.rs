@@ -105,8 +105,9 @@ pub struct TrainArgs {
     /// Fraction of the LSTM's recurrent state dropped in training (Keras recurrent_dropout), in [0, 1).
     #[arg(long, default_value_t = 0.2)]
     pub recurrent_dropout: f32,
-    /// Dropout masks: per-gate (a separate mask for each of the 4 gates, Keras 2's implementation 1)
-    /// or shared (one mask for all gates, as Keras 3 does; fewer, larger matrix products).
+    /// Dropout masks: per-gate (a separate mask for each of the 4 gates: Keras 2, and Keras >= 3.8
+    /// with recurrent dropout) or shared (one mask for all gates, as Keras 3.0-3.7 did; fewer,
+    /// larger matrix products).
     #[arg(long, value_enum, default_value = "per-gate")]
     pub dropout_masks: MaskMode,
     /// Adam's learning rate.

@@ -92,7 +92,8 @@ impl Adam {
 mod tests {
     use super::*;
 
-    /// keras/src/optimizers/adam_test.py::test_single_step (shared/reference/keras_lstm_golden.md).
+    /// keras/src/optimizers/adam_test.py::test_single_step (the values are also collected in
+    /// `../shared/reference/keras_lstm_golden.md` beside the checkout).
     #[test]
     fn keras_single_step_golden() {
         let mut adam = Adam::new(

@@ -8,8 +8,10 @@
 //!
 //! Dropout follows Keras: a mask per sequence, reused at every step, applied to the inputs
 //! (`dropout`) and to h_{t-1} (`recurrent_dropout`). With `groups == 4` each gate has its own
-//! mask (Keras 2's implementation 1, our default), so the projection splits into 4 GEMMs of
-//! width `units`; with `groups == 1` one mask is shared by all gates (Keras 3).
+//! mask (Keras's implementation 1, our default: Keras 2 always, and Keras >= 3.8 whenever
+//! recurrent_dropout > 0), so the projection splits into 4 GEMMs of width `units`; with
+//! `groups == 1` one mask is shared by all gates (Keras 3.0-3.7, and Keras >= 3.8 without
+//! recurrent dropout).
 
 use super::activation::{sigmoid, tanh, MulAdd};
 use super::gemm::{matmul, Op};

@@ -20,9 +20,12 @@ use std::time::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum MaskMode {
-    /// A separate mask per gate (Keras 2's implementation 1; the default).
+    /// A separate mask per gate (Keras's implementation 1; the default). Keras 2 always does
+    /// this; Keras >= 3.8 does it whenever recurrent_dropout > 0 (`LSTMCell` switches to
+    /// implementation 1 and draws 4 masks for the inputs and 4 for the state).
     PerGate,
-    /// One mask shared by the four gates (Keras 3's behaviour; one GEMM per step instead of four).
+    /// One mask shared by the four gates (Keras 3.0-3.7 with dropout, and Keras >= 3.8 when
+    /// recurrent_dropout is 0; one GEMM per step instead of four).
     Shared,
 }
 
