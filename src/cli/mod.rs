@@ -38,7 +38,7 @@ pub enum Command {
     },
     /// Redraw history.png and history.svg from RUN_DIR/history.json.
     Plot {
-        /// A run folder (with history.json).
+        /// A run folder (with history.json), or a history.json file: the pictures go beside it.
         run_dir: PathBuf,
     },
     /// Write model.svg and model.dot (the model graph) for a model file.
@@ -383,11 +383,12 @@ fn run(cli: Cli) -> Result<()> {
             predict::write_stdout(lines, "the summary")
         }
         Command::Plot { run_dir } => {
-            crate::report::redraw(&run_dir)?;
+            use crate::report::plot::{HISTORY_PNG, HISTORY_SVG};
+            let dir = crate::report::redraw(&run_dir)?;
             let msg = format!(
                 "wrote {} and {}",
-                run_dir.join("history.png").display(),
-                run_dir.join("history.svg").display()
+                dir.join(HISTORY_PNG).display(),
+                dir.join(HISTORY_SVG).display()
             );
             predict::write_stdout([msg], "the result")
         }

@@ -1,0 +1,133 @@
+//! Messages that must send the user somewhere, and commands that must finish: `plot` on absurd or
+//! hostile history files, `plot` given the history.json itself, `graph --out` on a file, bench
+//! flags checked before any work, and negative numbers given to numeric flags.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `cmd` (killed after 60 s) and checks the failure contract: exit `code`, no panic, nothing
+/// on stdout, stderr is one line starting with `error: ` and containing every needle. Returns it.
+fn fails(cmd: &mut Command, code: i32, needles: &[&str]) -> String {
+    let (got, out, err) = msgs_run_within(cmd, 60);
+    assert!(
+        !err.contains("panicked") && got != 101,
+        "{cmd:?} panicked: {err}"
+    );
+    assert_eq!(got, code, "{cmd:?}: want exit {code}, got {got}: {err}");
+    assert!(
+        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+        "{cmd:?}: want one error line, got {err:?}"
+    );
+    assert!(
+        out.is_empty(),
+        "{cmd:?}: nothing should be done first: {out}"
+    );
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "{cmd:?}: error should contain {n:?}: {err}"
+        );
+    }
+    // Shown with --nocapture: the README's table quotes these lines.
+    eprintln!("[exit {got}] {}", err.trim_end());
+    err
+}
+
+/// One epoch of a history.json.
+fn epoch(n: u64, loss: &str, val_loss: &str) -> String {
+    format!(
+        r#"{{"epoch":{n},"loss":{loss},"accuracy":0.5,"val_loss":{val_loss},"val_accuracy":0.5,"seconds":1.0}}"#
+    )
+}
+
+/// `dir/history.json` with these epochs.
+fn write_history(dir: &Path, epochs: &[String]) {
+    let json = format!(r#"{{"epochs":[{}]}}"#, epochs.join(","));
+    std::fs::write(dir.join("history.json"), json).unwrap();
+}
+
+fn plot(path: &Path) -> Command {
+    let mut c = bin();
+    c.arg("plot").arg(path);
+    c
+}
+
+#[test]
+fn plot_values_wider_than_f64_refused_not_hanging() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_history(
+        tmp.path(),
+        &[epoch(1, "1e308", "-1e308"), epoch(2, "0.5", "0.6")],
+    );
+    fails(
+        &mut plot(tmp.path()),
+        1,
+        &[
+            "history.json",
+            "-1e308 to 1e308",
+            "fix or remove those epochs",
+        ],
+    );
+    assert_eq!(file_names(tmp.path()), ["history.json"], "nothing drawn");
+}
+
+#[test]
+fn plot_history_that_is_a_named_pipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("history.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // Reading a pipe nobody writes to would wait for ever.
+    fails(
+        &mut plot(tmp.path()),
+        1,
+        &["history.json", "is not a regular file"],
+    );
+}
+
+#[test]
+fn plot_history_over_64_mib() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = std::fs::File::create(tmp.path().join("history.json")).unwrap();
+    f.set_len((64 << 20) + 1).unwrap(); // sparse: no disk used
+    fails(
+        &mut plot(tmp.path()),
+        1,
+        &["history.json", "is larger than 64 MiB"],
+    );
+}
+
+#[test]
+fn plot_more_epochs_than_can_be_plotted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let epochs: Vec<String> = (1..=100_001).map(|n| epoch(n, "0.5", "0.6")).collect();
+    write_history(tmp.path(), &epochs);
+    fails(
+        &mut plot(tmp.path()),
+        1,
+        &["history.json", "100001 epochs", "at most 100000"],
+    );
+    assert_eq!(file_names(tmp.path()), ["history.json"], "nothing drawn");
+}
+
+#[test]
+fn plot_given_the_history_json_reports_where_it_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_history(
+        tmp.path(),
+        &[epoch(1, "0.5", "0.6"), epoch(2, "0.4", "0.5")],
+    );
+    let (code, out, err) = msgs_run_within(&mut plot(&tmp.path().join("history.json")), 60);
+    assert_eq!(code, 0, "{err}");
+    let (png, svg) = (
+        tmp.path().join("history.png"),
+        tmp.path().join("history.svg"),
+    );
+    assert_eq!(
+        out.trim_end(),
+        format!("wrote {} and {}", png.display(), svg.display())
+    );
+    assert!(png.is_file() && svg.is_file());
+}
