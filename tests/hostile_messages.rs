@@ -131,3 +131,32 @@ fn plot_given_the_history_json_reports_where_it_wrote() {
     );
     assert!(png.is_file() && svg.is_file());
 }
+
+#[test]
+fn graph_out_is_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 4);
+    let run_dir = tmp.path().join("run");
+    let (code, _, err) = msgs_run_within(
+        bin()
+            .args(["train", "--epochs", "1", "--quiet", "--data"])
+            .arg(&archive)
+            .arg("--out")
+            .arg(&run_dir)
+            .args(small_model_flags()),
+        300,
+    );
+    assert_eq!(code, 0, "{err}");
+    let file = tmp.path().join("notes.txt");
+    std::fs::write(&file, "mine").unwrap();
+    fails(
+        bin()
+            .args(["graph", "--model"])
+            .arg(run_dir.join("model.safetensors"))
+            .arg("--out")
+            .arg(&file),
+        1,
+        &["notes.txt is a file, not a folder", "give a folder"],
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+}

@@ -395,8 +395,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Graph { model, out } => {
             let m = crate::model_file::load(&model)?;
             let dir = out.unwrap_or_else(|| parent_dir(&model));
-            crate::report::write_model_graph(&dir, &m.config)
-                .with_context(|| format!("cannot write the model graph into {}", dir.display()))?;
+            // Its errors name the folder and the files already.
+            crate::report::write_model_graph(&dir, &m.config)?;
             let msg = format!(
                 "wrote {} and {}",
                 dir.join("model.svg").display(),
