@@ -160,3 +160,29 @@ fn graph_out_is_a_file() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
 }
+
+#[test]
+fn bench_scaling_reviews_0_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 4);
+    fails(
+        bin()
+            .args(["bench", "--threads", "1", "--epochs", "1", "--scaling"])
+            .args(["--scaling-reviews", "0", "--data"])
+            .arg(&archive),
+        1,
+        &["--scaling-reviews 0", "at least 1"],
+    );
+}
+
+#[test]
+fn bench_missing_data_refused_before_measuring() {
+    let tmp = tempfile::tempdir().unwrap();
+    fails(
+        bin()
+            .args(["bench", "--threads", "1", "--data"])
+            .arg(tmp.path().join("absent.tar.gz")),
+        1,
+        &["--data", "absent.tar.gz", "no such file or folder"],
+    );
+}

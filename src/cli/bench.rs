@@ -5,7 +5,7 @@
 use super::{DataArgs, TrainArgs};
 use crate::nn::{Engine, ModelConfig};
 use crate::train::{run_epoch, Silent, Split, TrainState};
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use clap::Args;
 use std::time::Instant;
 
@@ -160,12 +160,18 @@ fn inference_rate(
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     let mut targs = default_train_args(&args.data);
+    // Every flag and the data path are checked before the seconds of measuring start.
     targs.epochs = args.epochs;
     targs.limit = args.limit;
     targs.threads = args.threads;
     targs.dropout_masks = args.dropout_masks;
     let plan = targs.plan()?;
     let threads = plan.train.threads;
+    ensure!(
+        args.scaling_reviews >= 1,
+        "--scaling-reviews 0: use at least 1 review (default 4000)"
+    );
+    let source = crate::data::resolve_source(args.data.data.as_deref(), true)?;
     let isa = match crate::nn::activation::isa() {
         crate::nn::activation::Isa::Avx2 => "AVX2+FMA",
         crate::nn::activation::Isa::Baseline => "baseline SSE2",
@@ -180,7 +186,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         peak / threads as f64
     );
     let t0 = Instant::now();
-    let source = crate::data::resolve_source(args.data.data.as_deref(), true)?;
     let raw = crate::data::load_reviews(&source)?;
     let t_load = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
