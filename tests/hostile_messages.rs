@@ -186,3 +186,32 @@ fn bench_missing_data_refused_before_measuring() {
         &["--data", "absent.tar.gz", "no such file or folder"],
     );
 }
+
+#[test]
+fn negative_numbers_are_values_of_numeric_flags() {
+    for (args, flag) in [
+        (vec!["train", "--seed", "-5"], "'-5' for '--seed <SEED>'"),
+        (
+            vec!["bench", "--epochs", "-1"],
+            "'-1' for '--epochs <EPOCHS>'",
+        ),
+        (vec!["bench", "--limit", "-1"], "'-1' for '--limit <N>'"),
+        (
+            vec!["bench", "--threads", "-2"],
+            "'-2' for '--threads <THREADS>'",
+        ),
+        (
+            vec!["bench", "--scaling-reviews", "-3"],
+            "'-3' for '--scaling-reviews <SCALING_REVIEWS>'",
+        ),
+    ] {
+        let (code, out, err) = msgs_run_within(bin().args(&args), 60);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(
+            err.starts_with(&format!("error: invalid value {flag}")),
+            "{args:?}: {err}"
+        );
+        eprintln!("{}", err.lines().next().unwrap());
+    }
+}

@@ -113,7 +113,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f32,
     /// Seed for initialisation, shuffling and dropout: same seed and threads, same result.
-    #[arg(long, default_value_t = 1337)]
+    #[arg(long, default_value_t = 1337, allow_negative_numbers = true)]
     pub seed: u64,
     /// Worker threads [default: all cores].
     #[arg(long)]
