@@ -149,6 +149,28 @@ fn http_404() {
 }
 
 #[test]
+fn failed_download_removes_only_the_folders_it_made() {
+    let url = serve(
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"
+            .to_vec(),
+        4,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fails_into =
+        |dest: PathBuf| assert!(download(&url, &dest, None, &sha(b""), false).is_err());
+    // The cache folders the download made are removed again...
+    fails_into(dir.path().join("cache").join("imdb-lstm").join(CACHE_FILE));
+    assert_empty(dir.path());
+    // ...but a folder that was there stays, even empty; below it, only what was made goes.
+    let mine = dir.path().join("mine");
+    fs::create_dir(&mine).unwrap();
+    fails_into(mine.join(CACHE_FILE));
+    fails_into(mine.join("sub").join(CACHE_FILE));
+    assert!(mine.is_dir());
+    assert_empty(&mine);
+}
+
+#[test]
 fn server_not_there() {
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -232,3 +232,14 @@ fn redraw_reads_history_json() {
     redraw(&dir.path().join("history.json")).unwrap();
     assert!(dir.path().join("history.png").exists());
 }
+
+#[test]
+fn epoch_numbers_beyond_i32_still_plot() {
+    // Epochs past i32::MAX share the last plottable x; the best-epoch label must not overflow.
+    let mut h = history(2, true);
+    h.epochs[0].epoch = usize::MAX - 1;
+    h.epochs[1].epoch = usize::MAX;
+    let dir = tempfile::tempdir().unwrap();
+    plot_history(dir.path(), &h).unwrap();
+    assert!(dir.path().join("history.png").is_file());
+}

@@ -5,7 +5,7 @@
 use super::{DataArgs, TrainArgs};
 use crate::nn::{Engine, ModelConfig};
 use crate::train::{run_epoch, Silent, Split, TrainState};
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use clap::Args;
 use std::time::Instant;
 
@@ -13,14 +13,15 @@ use std::time::Instant;
 pub struct BenchArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    // Numeric flags take "-5" as their (refused) value, not as an unknown flag.
     /// Epochs to time (the tutorial runs 2).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
     pub epochs: usize,
     /// Use only the first N training and N test reviews.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<usize>,
     /// Worker threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Dropout masks, as for train.
     #[arg(long, value_enum, default_value = "per-gate")]
@@ -30,7 +31,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub scaling: bool,
     /// Reviews per run of the scaling table.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = 4000, allow_negative_numbers = true)]
     pub scaling_reviews: usize,
 }
 
@@ -159,12 +160,18 @@ fn inference_rate(
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    // Every flag and the data path are checked before the seconds of measuring start.
     let mut targs = default_train_args(&args.data);
     targs.epochs = args.epochs;
     targs.limit = args.limit;
     targs.threads = args.threads;
     targs.dropout_masks = args.dropout_masks;
     let plan = targs.plan()?;
+    ensure!(
+        args.scaling_reviews >= 1,
+        "--scaling-reviews 0: use at least 1 review (default 4000)"
+    );
+    let source = crate::data::resolve_source(args.data.data.as_deref(), true)?;
     let threads = plan.train.threads;
     let isa = match crate::nn::activation::isa() {
         crate::nn::activation::Isa::Avx2 => "AVX2+FMA",
@@ -180,7 +187,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         peak / threads as f64
     );
     let t0 = Instant::now();
-    let source = crate::data::resolve_source(args.data.data.as_deref(), true)?;
     let raw = crate::data::load_reviews(&source)?;
     let t_load = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();

@@ -38,7 +38,7 @@ pub enum Command {
     },
     /// Redraw history.png and history.svg from RUN_DIR/history.json.
     Plot {
-        /// A run folder (with history.json).
+        /// A run folder (with history.json), or a history.json file: the pictures go beside it.
         run_dir: PathBuf,
     },
     /// Write model.svg and model.dot (the model graph) for a model file.
@@ -114,7 +114,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f32,
     /// Seed for initialisation, shuffling and dropout: same seed and threads, same result.
-    #[arg(long, default_value_t = 1337)]
+    #[arg(long, default_value_t = 1337, allow_negative_numbers = true)]
     pub seed: u64,
     /// Worker threads [default: all cores].
     #[arg(long)]
@@ -384,19 +384,20 @@ fn run(cli: Cli) -> Result<()> {
             predict::write_stdout(lines, "the summary")
         }
         Command::Plot { run_dir } => {
-            crate::report::redraw(&run_dir)?;
+            use crate::report::plot::{HISTORY_PNG, HISTORY_SVG};
+            let dir = crate::report::redraw(&run_dir)?;
             let msg = format!(
                 "wrote {} and {}",
-                run_dir.join("history.png").display(),
-                run_dir.join("history.svg").display()
+                dir.join(HISTORY_PNG).display(),
+                dir.join(HISTORY_SVG).display()
             );
             predict::write_stdout([msg], "the result")
         }
         Command::Graph { model, out } => {
             let m = crate::model_file::load(&model)?;
             let dir = out.unwrap_or_else(|| parent_dir(&model));
-            crate::report::write_model_graph(&dir, &m.config)
-                .with_context(|| format!("cannot write the model graph into {}", dir.display()))?;
+            // Its errors name the folder and the files already.
+            crate::report::write_model_graph(&dir, &m.config)?;
             let msg = format!(
                 "wrote {} and {}",
                 dir.join("model.svg").display(),

@@ -25,6 +25,38 @@ impl Drop for TempGuard {
     }
 }
 
+/// The folders a download created (deepest first): on drop, unless `keep` was called, each is
+/// removed if it is still empty, so a failed download leaves no empty cache folder behind.
+/// `remove_dir` never removes a folder that holds anything.
+struct CreatedDirs(Vec<PathBuf>);
+
+impl CreatedDirs {
+    /// Creates `dir` and any missing parents, remembering which ones were missing (if creating
+    /// fails halfway, the guard drops at once and removes what was made).
+    fn create(dir: &Path) -> io::Result<Self> {
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        let created = CreatedDirs(missing);
+        fs::create_dir_all(dir)?;
+        Ok(created)
+    }
+
+    fn keep(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
 /// Lower-case hex of `bytes`.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -55,7 +87,8 @@ pub fn download(
         .ok_or_else(|| anyhow!("download destination {} has no file name", dest.display()))?
         .to_string_lossy()
         .into_owned();
-    fs::create_dir_all(&dir).map_err(|e| {
+    // Declared before the temp file's guard, so dropped after it: the folder is empty by then.
+    let mut created = CreatedDirs::create(&dir).map_err(|e| {
         anyhow!(
             "cannot create the folder {} to download into ({e}); {advice}",
             dir.display()
@@ -183,6 +216,7 @@ pub fn download(
         )
     })?;
     guard.keep();
+    created.keep();
     // Persist the rename itself; failure here is harmless for correctness, so it is not an error.
     #[cfg(unix)]
     if let Ok(d) = fs::File::open(&dir) {

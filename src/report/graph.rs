@@ -53,9 +53,15 @@ pub fn model_layers(cfg: &ModelConfig) -> Vec<LayerInfo> {
 /// arrows between them; and model.dot (Graphviz DOT of the same graph, record nodes).
 /// Both are written atomically into `dir`, which must exist.
 pub fn write_model_graph(dir: &Path, cfg: &ModelConfig) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "{} is a file, not a folder; give a folder for {MODEL_SVG} and {MODEL_DOT}",
+            dir.display()
+        );
+    }
     if !dir.is_dir() {
         bail!(
-            "run folder {} does not exist; create it before writing the model graph",
+            "folder {} does not exist; create it before writing the model graph",
             dir.display()
         );
     }

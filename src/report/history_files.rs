@@ -5,6 +5,7 @@ use crate::train::history::{EpochRecord, History};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 /// File name of the JSON history inside a run folder.
@@ -13,6 +14,8 @@ pub const HISTORY_JSON: &str = "history.json";
 pub const HISTORY_CSV: &str = "history.csv";
 /// The CSV header; kept stable so spreadsheets and scripts can rely on it.
 pub const CSV_HEADER: &str = "epoch,loss,accuracy,val_loss,val_accuracy,seconds";
+/// The largest history.json read (64 MiB): hundreds of thousands of epochs, far below memory.
+pub const MAX_HISTORY_BYTES: u64 = 64 << 20;
 
 /// history.json (serde of `History`, pretty) and history.csv with the stable header
 /// `epoch,loss,accuracy,val_loss,val_accuracy,seconds` (empty cell when a val value is None),
@@ -76,7 +79,8 @@ struct StoredHistory {
 }
 
 /// Read a history from a run folder (its history.json) or from a JSON file path.
-/// Errors name the file and say whether it is missing, not JSON, or not a history.
+/// Errors name the file and say whether it is missing, not a regular file, too large, not JSON,
+/// or not a history.
 pub fn read_history(dir_or_file: &Path) -> Result<History> {
     let path: PathBuf = if dir_or_file.is_dir() {
         dir_or_file.join(HISTORY_JSON)
@@ -89,8 +93,34 @@ pub fn read_history(dir_or_file: &Path) -> Result<History> {
             path.display()
         );
     }
-    let text = std::fs::read_to_string(&path)
+    // A pipe or device would block or never end: only regular files are read, and only so much.
+    let too_big = || {
+        anyhow::anyhow!(
+            "history file {} is larger than {} MiB, far more than any training writes; pass a run \
+             folder that holds the {HISTORY_JSON} written by training",
+            path.display(),
+            MAX_HISTORY_BYTES >> 20
+        )
+    };
+    let meta = std::fs::metadata(&path)
         .with_context(|| format!("cannot read history file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "history file {} is not a regular file; pass a run folder that holds {HISTORY_JSON} \
+             (written by training)",
+            path.display()
+        );
+    }
+    if meta.len() > MAX_HISTORY_BYTES {
+        return Err(too_big());
+    }
+    let mut text = String::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_HISTORY_BYTES + 1).read_to_string(&mut text))
+        .with_context(|| format!("cannot read history file {}", path.display()))?;
+    if text.len() as u64 > MAX_HISTORY_BYTES {
+        return Err(too_big());
+    }
     let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
         format!(
             "history file {} is not valid JSON; it may be truncated or not a history file",

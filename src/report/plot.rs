@@ -4,7 +4,7 @@
 //! renders the same on a machine with no system fonts at all.
 
 use super::atomic::{rename_into_place, temp_path_for, write_atomic};
-use super::history_files::read_history;
+use super::history_files::{read_history, HISTORY_JSON};
 use crate::train::history::History;
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::Shift;
@@ -12,7 +12,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Size of both pictures, in pixels (the SVG uses the same user units).
@@ -21,6 +21,8 @@ pub const PLOT_SIZE: (u32, u32) = (1000, 600);
 pub const HISTORY_PNG: &str = "history.png";
 /// File name of the vector plot inside a run folder.
 pub const HISTORY_SVG: &str = "history.svg";
+/// The most epochs a plot draws: far beyond any real run, while the SVG stays a few MiB.
+pub const MAX_PLOT_EPOCHS: usize = 100_000;
 
 /// The family name the embedded face is registered under; plotters' own
 /// defaults ask for "sans-serif", so they find it too.
@@ -64,8 +66,14 @@ pub fn plot_history(dir: &Path, history: &History) -> Result<()> {
     if history.epochs.is_empty() {
         bail!("the history has no epochs; nothing to plot (train for at least one epoch)");
     }
+    if history.epochs.len() > MAX_PLOT_EPOCHS {
+        bail!(
+            "the history has {} epochs; at most {MAX_PLOT_EPOCHS} can be plotted",
+            history.epochs.len()
+        );
+    }
     ensure_font()?;
-    let data = PlotData::new(history);
+    let data = PlotData::new(history)?;
 
     // SVG: draw into a string, then write it atomically.
     let mut svg = String::new();
@@ -95,19 +103,19 @@ pub fn plot_history(dir: &Path, history: &History) -> Result<()> {
     rename_into_place(&tmp, &dest)
 }
 
-/// `imdb-lstm plot RUN_DIR`: read RUN_DIR/history.json and redraw the two pictures there.
-pub fn redraw(run_dir: &Path) -> Result<()> {
-    let history = read_history(run_dir)?;
-    let dir = if run_dir.is_dir() {
-        run_dir
+/// `imdb-lstm plot RUN_DIR`: read RUN_DIR/history.json (or the history file given) and redraw
+/// the two pictures next to it. Returns the folder they were written to.
+pub fn redraw(run_dir: &Path) -> Result<PathBuf> {
+    let (dir, file) = if run_dir.is_dir() {
+        (run_dir, run_dir.join(HISTORY_JSON))
     } else {
         // A history.json path was given: draw next to it.
-        run_dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
+        let parent = run_dir.parent().filter(|p| !p.as_os_str().is_empty());
+        (parent.unwrap_or(Path::new(".")), run_dir.to_path_buf())
     };
-    plot_history(dir, &history)
+    let history = read_history(&file)?;
+    plot_history(dir, &history).with_context(|| format!("cannot plot {}", file.display()))?;
+    Ok(dir.to_path_buf())
 }
 
 /// One named series: its points (non-finite values dropped) and how to draw it.
@@ -130,7 +138,7 @@ struct PlotData {
 }
 
 impl PlotData {
-    fn new(h: &History) -> Self {
+    fn new(h: &History) -> Result<Self> {
         let pts = |f: &dyn Fn(&crate::train::history::EpochRecord) -> Option<f64>| {
             h.epochs
                 .iter()
@@ -166,11 +174,11 @@ impl PlotData {
                 .flat_map(|s| s.points.iter().map(|p| p.1))
                 .collect::<Vec<_>>()
         };
-        PlotData {
+        Ok(PlotData {
             // One epoch of room each side keeps the end points off the frame.
             x_range: first.saturating_sub(1)..last.saturating_add(1),
-            loss_range: padded_range(&values(&loss)),
-            acc_range: padded_range(&values(&acc)),
+            loss_range: padded_range("loss", &values(&loss))?,
+            acc_range: padded_range("accuracy", &values(&acc))?,
             loss,
             acc,
             best: h.best_epoch().map(epoch_x),
@@ -180,7 +188,7 @@ impl PlotData {
                 4..=60 => 3,
                 _ => 0,
             },
-        }
+        })
     }
 }
 
@@ -191,11 +199,12 @@ fn epoch_x(epoch: usize) -> i32 {
 
 /// The data's range with 5% head-room each side, never below zero (losses and
 /// accuracies are non-negative), and never empty (a single value gets a band).
-fn padded_range(values: &[f64]) -> Range<f64> {
+/// Refused when its width overflows: plotters' tick search never ends on an infinite span.
+fn padded_range(axis: &str, values: &[f64]) -> Result<Range<f64>> {
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !lo.is_finite() || !hi.is_finite() {
-        return 0.0..1.0;
+        return Ok(0.0..1.0);
     }
     let span = hi - lo;
     let pad = if span > 1e-12 {
@@ -203,12 +212,19 @@ fn padded_range(values: &[f64]) -> Range<f64> {
     } else {
         (hi.abs() * 0.05).max(0.05)
     };
-    let lo = if lo >= 0.0 {
+    let start = if lo >= 0.0 {
         (lo - pad).max(0.0)
     } else {
         lo - pad
     };
-    lo..(hi + pad)
+    let end = hi + pad;
+    if !(end - start).is_finite() {
+        bail!(
+            "the history's {axis} values run from {lo:e} to {hi:e}, more than a plot axis can \
+             span; fix or remove those epochs"
+        );
+    }
+    Ok(start..end)
 }
 
 /// Decimal places that tell ticks apart on an axis spanning `span`.
@@ -279,7 +295,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &PlotData) -> Resu
             ))
             .map_err(err("best epoch line"))?;
         // Put the label on the side of the line with more room.
-        let mid = (d.x_range.start + d.x_range.end) / 2;
+        let mid = ((i64::from(d.x_range.start) + i64::from(d.x_range.end)) / 2) as i32;
         let (dx, h) = if x <= mid {
             (6, HPos::Left)
         } else {
