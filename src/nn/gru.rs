@@ -10,8 +10,9 @@
 //!
 //! Dropout as the LSTM's: a mask per sequence reused at every step, on the inputs and on
 //! h_{t-1}. With `groups == 3` each gate has its own masks (Keras's GRUCell implementation 1,
-//! as Keras 2 draws them); with `groups == 1` one mask is shared by the gates. The recurrent
-//! mask multiplies h_{t-1} before U only: the carry z ⊙ h_{t-1} uses the unmasked state.
+//! which Keras picks when recurrent_dropout > 0, as for the LSTM); with `groups == 1` one mask
+//! is shared by the gates (implementation 2). The recurrent mask multiplies h_{t-1} before U
+//! only: the carry z ⊙ h_{t-1} uses the unmasked state.
 
 use super::activation::{sigmoid, tanh, MulAdd};
 use super::lstm::{

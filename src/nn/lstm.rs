@@ -373,6 +373,7 @@ pub(crate) fn masked_product(
     match masked {
         None => matmul_packed(rows, src, width, &w.fwd, out, n, accumulate),
         Some(Masked { mask, kept, stride }) => {
+            debug_assert!(mask.groups == 1 || mask.groups == w.fwd_gate.len());
             let s = n / mask.groups;
             for g in 0..mask.groups {
                 let km = &mut kept[g * stride..g * stride + rows * width];
