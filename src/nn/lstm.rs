@@ -5,6 +5,8 @@
 //! each step is the recurrent GEMM plus one fused pass of gate arithmetic. Backward mirrors it;
 //! weight gradients are accumulated as large GEMMs after the loop. Buffers live in
 //! [`LstmCache`] and are reused across batches: nothing is allocated inside the time loop.
+//! The output is h_T ([`LstmCache::output`]) or every h_t ([`LstmCache::sequence`], Keras's
+//! return_sequences); the backward pass takes the gradient of either ([`Upstream`]).
 //!
 //! Dropout follows Keras: a mask per sequence, reused at every step, applied to the inputs
 //! (`dropout`) and to h_{t-1} (`recurrent_dropout`). With `groups == 4` each gate has its own
@@ -12,6 +14,8 @@
 //! recurrent_dropout > 0), so the projection splits into 4 GEMMs of width `units`; with
 //! `groups == 1` one mask is shared by all gates (Keras 3.0-3.7, and Keras >= 3.8 without
 //! recurrent dropout).
+//!
+//! The masked products and weight gradients below are shared with [`super::gru`].
 
 use super::activation::{sigmoid, tanh, MulAdd};
 use super::gemm::{matmul, Op};
@@ -24,6 +28,25 @@ use crate::dispatch;
 pub struct Mask<'a> {
     pub groups: usize,
     pub data: &'a [f32],
+}
+
+/// The gradient flowing into a recurrent layer's output.
+#[derive(Clone, Copy, Debug)]
+pub enum Upstream<'a> {
+    /// `[B, H]`, into h_T alone (the layer returns its last state).
+    Last(&'a [f32]),
+    /// `[T, B, H]`, into every h_t (return_sequences).
+    Steps(&'a [f32]),
+}
+
+impl<'a> Upstream<'a> {
+    /// The part flowing into step t's output (`[B, H]`) of `t_len` steps, if any.
+    pub(crate) fn at(self, t: usize, t_len: usize, bh: usize) -> Option<&'a [f32]> {
+        match self {
+            Upstream::Last(d) => (t + 1 == t_len).then(|| &d[..bh]),
+            Upstream::Steps(d) => Some(&d[t * bh..(t + 1) * bh]),
+        }
+    }
 }
 
 /// The LSTM's weights in Keras layout plus packed copies (forward and transposed) for the
@@ -42,29 +65,36 @@ pub struct LstmWeights<'a> {
     pub recurrent_packed: &'a PackedGates,
 }
 
-/// A gate weight matrix W `[K, 4H]` packed once per weight update for [`matmul_packed`]: whole
-/// (no or shared mask) and per gate, forward (W) and backward (W^T).
+/// A gate weight matrix W `[K, G*H]` (G gates of H units) packed once per weight update for
+/// [`matmul_packed`]: whole (no or shared mask) and per gate, forward (W) and backward (W^T).
 #[derive(Clone, Debug, Default)]
 pub struct PackedGates {
-    /// W, `[K, 4H]`.
+    /// W, `[K, G*H]`.
     pub fwd: PackedB,
     /// W's column block of each gate, `[K, H]`.
-    pub fwd_gate: [PackedB; 4],
-    /// W^T, `[4H, K]`.
+    pub fwd_gate: Vec<PackedB>,
+    /// W^T, `[G*H, K]`.
     pub bwd: PackedB,
     /// Each gate's block of W^T, `[H, K]`.
-    pub bwd_gate: [PackedB; 4],
+    pub bwd_gate: Vec<PackedB>,
 }
 
 impl PackedGates {
-    /// Repack from W `[k, 4h]` (row-major).
+    /// Repack from an LSTM's W `[k, 4h]` (row-major).
     pub fn pack(&mut self, w: &[f32], k: usize, h: usize) {
-        let g4 = 4 * h;
-        self.fwd.pack(w, g4, k, g4);
-        self.bwd.pack_transposed(w, g4, g4, k);
-        for g in 0..4 {
-            self.fwd_gate[g].pack(&w[g * h..], g4, k, h);
-            self.bwd_gate[g].pack_transposed(&w[g * h..], g4, h, k);
+        self.pack_gates(w, k, 4, h);
+    }
+
+    /// Repack from W `[k, gates*h]` (row-major), reusing the allocations.
+    pub fn pack_gates(&mut self, w: &[f32], k: usize, gates: usize, h: usize) {
+        let n = gates * h;
+        self.fwd.pack(w, n, k, n);
+        self.bwd.pack_transposed(w, n, n, k);
+        self.fwd_gate.resize_with(gates, PackedB::new);
+        self.bwd_gate.resize_with(gates, PackedB::new);
+        for g in 0..gates {
+            self.fwd_gate[g].pack(&w[g * h..], n, k, h);
+            self.bwd_gate[g].pack_transposed(&w[g * h..], n, h, k);
         }
     }
 
@@ -102,13 +132,13 @@ pub struct LstmCache {
     pub b: usize,
     pub d: usize,
     pub h: usize,
-    /// `[T*B, D]` inputs, time-major (row = t*B + b). Filled by the caller (the embedding).
+    /// `[T*B, D]` inputs, time-major (row = t*B + b). Filled by the caller (the layer below).
     pub x: Vec<f32>,
     /// `[Gx, T*B, D]` inputs times each group's mask (empty without input dropout).
     xm: Vec<f32>,
     /// `[T, B, 4H]` pre-activations, then gate activations (i, f, g, o) after each step.
     gates: Vec<f32>,
-    /// `[T+1, B, H]` hidden states; `hs[0]` = 0, `hs[T]` is the layer's output.
+    /// `[T+1, B, H]` hidden states; `hs[0]` = 0, `hs[1..]` is the output sequence.
     hs: Vec<f32>,
     /// `[Gh, T, B, H]` h_{t-1} times each group's recurrent mask (empty without recurrent dropout).
     hm: Vec<f32>,
@@ -122,7 +152,7 @@ pub struct LstmCache {
     dh: Vec<f32>,
     dc: Vec<f32>,
     tmp_h: Vec<f32>,
-    /// `[T*B, D]` gradient w.r.t. the inputs (read by the embedding's backward), and scratch.
+    /// `[T*B, D]` gradient w.r.t. the inputs (read by the layer below), and scratch.
     pub dx: Vec<f32>,
     tmp_x: Vec<f32>,
     /// Inference scratch: `[B, 4H]` one step's h_{t-1} U, `[B, H]` h and c.
@@ -131,7 +161,7 @@ pub struct LstmCache {
     inf_c: Vec<f32>,
 }
 
-fn fit(v: &mut Vec<f32>, len: usize) {
+pub(crate) fn fit(v: &mut Vec<f32>, len: usize) {
     if v.len() < len {
         v.resize(len, 0.0);
     }
@@ -153,6 +183,12 @@ impl LstmCache {
     pub fn output(&self) -> &[f32] {
         let n = self.b * self.h;
         &self.hs[self.t * n..(self.t + 1) * n]
+    }
+
+    /// The whole output sequence h_1..h_T (return_sequences): `[T, B, H]`, time-major.
+    pub fn sequence(&self) -> &[f32] {
+        let n = self.b * self.h;
+        &self.hs[n..(self.t + 1) * n]
     }
 
     /// Inference without dropout from a projection table: `table` is `[V, 4H]` = embeddings *
@@ -194,60 +230,18 @@ impl LstmCache {
         let rows = t_len * b;
         let gates = &mut self.gates[..rows * g4];
         // Input projection for all steps at once (the bias is added in the gate arithmetic).
-        match xmask {
-            None => matmul_packed(rows, &self.x, d, &w.kernel_packed.fwd, gates, g4, false),
-            Some(m) => {
-                let (gx, s) = (m.groups, g4 / m.groups);
-                fit(&mut self.xm, gx * rows * d);
-                for g in 0..gx {
-                    let xm = &mut self.xm[g * rows * d..(g + 1) * rows * d];
-                    apply_mask(xm, &self.x[..rows * d], m, g, b, d, false);
-                    matmul_packed(
-                        rows,
-                        xm,
-                        d,
-                        w.kernel_packed.forward(gx, g),
-                        &mut gates[g * s..],
-                        g4,
-                        false,
-                    );
-                }
-            }
-        }
-        if let Some(m) = hmask {
-            // Step 0 multiplies h_{-1} = 0, so only its slice of each group is set here; the
-            // loop writes the others.
-            fit(&mut self.hm, m.groups * rows * h);
-            for g in 0..m.groups {
-                self.hm[g * rows * h..g * rows * h + bh].fill(0.0);
-            }
-        }
+        let xkept = kept(&mut self.xm, xmask, rows, d);
+        let x = &self.x[..rows * d];
+        masked_product(x, b, d, xkept, w.kernel_packed, gates, false);
+        kept_states(&mut self.hm, hmask, rows, b, h);
         self.hs[..bh].fill(0.0);
         self.cs[..bh].fill(0.0);
         for t in 0..t_len {
             let z = &mut gates[t * b * g4..(t + 1) * b * g4];
             if t > 0 {
                 let hprev = &self.hs[t * bh..(t + 1) * bh];
-                match hmask {
-                    None => matmul_packed(b, hprev, h, &w.recurrent_packed.fwd, z, g4, true),
-                    Some(m) => {
-                        let s = g4 / m.groups;
-                        for g in 0..m.groups {
-                            let off = (g * t_len + t) * bh;
-                            let hm = &mut self.hm[off..off + bh];
-                            apply_mask(hm, hprev, m, g, b, h, false);
-                            matmul_packed(
-                                b,
-                                hm,
-                                h,
-                                w.recurrent_packed.forward(m.groups, g),
-                                &mut z[g * s..],
-                                g4,
-                                true,
-                            );
-                        }
-                    }
-                }
+                let hkept = hmask.map(|m| Masked::at(m, &mut self.hm, t * bh, rows * h));
+                masked_product(hprev, b, h, hkept, w.recurrent_packed, z, true);
             }
             let (cs_prev, cs_next) = self.cs.split_at_mut((t + 1) * bh);
             let c_prev = &cs_prev[t * bh..];
@@ -268,6 +262,20 @@ impl LstmCache {
         dh_last: &[f32],
         grads: LstmGrads,
     ) {
+        self.backward_from(w, xmask, hmask, Upstream::Last(dh_last), grads);
+    }
+
+    /// Backward through time from the gradient w.r.t. h_T or every h_t (`up`), added at each
+    /// step to the gradient flowing back through the recurrence. Accumulates weight gradients
+    /// into `grads` and leaves the input gradient in `self.dx`.
+    pub fn backward_from(
+        &mut self,
+        w: &LstmWeights,
+        xmask: Option<Mask>,
+        hmask: Option<Mask>,
+        up: Upstream,
+        grads: LstmGrads,
+    ) {
         let (t_len, b, d, h) = (self.t, self.b, self.d, self.h);
         let (bh, g4) = (b * h, 4 * h);
         let rows = t_len * b;
@@ -276,9 +284,12 @@ impl LstmCache {
         fit(&mut self.dc, bh);
         fit(&mut self.tmp_h, bh);
         fit(&mut self.dx, rows * d);
-        self.dh[..bh].copy_from_slice(&dh_last[..bh]);
+        self.dh[..bh].fill(0.0);
         self.dc[..bh].fill(0.0);
         for t in (0..t_len).rev() {
+            if let Some(u) = up.at(t, t_len, bh) {
+                add(&mut self.dh[..bh], u);
+            }
             let a = &self.gates[t * b * g4..(t + 1) * b * g4];
             let dz = &mut self.dz[t * b * g4..(t + 1) * b * g4];
             let c_prev = &self.cs[t * bh..(t + 1) * bh];
@@ -288,76 +299,139 @@ impl LstmCache {
             if t == 0 {
                 break; // h_{-1} is a constant zero: nothing flows further back.
             }
+            let tmp = &mut self.tmp_h[..bh];
             let dh = &mut self.dh[..bh];
-            match hmask {
-                None => matmul_packed(b, dz, g4, &w.recurrent_packed.bwd, dh, h, false),
-                Some(m) => {
-                    let s = g4 / m.groups;
-                    for g in 0..m.groups {
-                        let tmp = &mut self.tmp_h[..bh];
-                        matmul_packed(
-                            b,
-                            &dz[g * s..],
-                            g4,
-                            w.recurrent_packed.backward(m.groups, g),
-                            tmp,
-                            h,
-                            false,
-                        );
-                        apply_mask(dh, tmp, m, g, b, h, g > 0);
-                    }
-                }
-            }
+            masked_product_t(dz, b, h, hmask, w.recurrent_packed, tmp, dh, false);
         }
         let dz = &self.dz[..rows * g4];
-        // dU += h_{t-1}^T dz, one GEMM over all steps per group.
-        let (hsrc, hgroups) = match hmask {
-            None => (&self.hs[..], 1),
-            Some(m) => (&self.hm[..], m.groups),
-        };
-        weight_grad(hsrc, h, rows, dz, hgroups, grads.recurrent);
-        // dW += x^T dz and dx = dz W^T, per group.
+        // dU += h_{t-1}^T dz, dW += x^T dz: one GEMM over all steps per group.
+        weight_grad(&self.hs, &self.hm, hmask, h, dz, grads.recurrent);
+        weight_grad(&self.x, &self.xm, xmask, d, dz, grads.kernel);
+        if xmask.is_some() {
+            fit(&mut self.tmp_x, rows * d);
+        }
         let dx = &mut self.dx[..rows * d];
-        match xmask {
-            None => {
-                weight_grad(&self.x, d, rows, dz, 1, grads.kernel);
-                matmul_packed(rows, dz, g4, &w.kernel_packed.bwd, dx, d, false);
-            }
-            Some(m) => {
-                let s = g4 / m.groups;
-                weight_grad(&self.xm, d, rows, dz, m.groups, grads.kernel);
-                fit(&mut self.tmp_x, rows * d);
-                for g in 0..m.groups {
-                    let tmp = &mut self.tmp_x[..rows * d];
-                    matmul_packed(
-                        rows,
-                        &dz[g * s..],
-                        g4,
-                        w.kernel_packed.backward(m.groups, g),
-                        tmp,
-                        d,
-                        false,
-                    );
-                    apply_mask(dx, tmp, m, g, b, d, g > 0);
-                }
+        masked_product_t(dz, b, d, xmask, w.kernel_packed, &mut self.tmp_x, dx, false);
+    }
+}
+
+/// A mask and where its masked inputs are kept for the weight gradient: group g's `[rows,
+/// width]` at `kept[g * stride..]`.
+pub(crate) struct Masked<'a> {
+    pub mask: Mask<'a>,
+    pub kept: &'a mut [f32],
+    pub stride: usize,
+}
+
+impl<'a> Masked<'a> {
+    /// Group 0's copy at `buf[at..]`, group g's `g * stride` further.
+    pub(crate) fn at(mask: Mask<'a>, buf: &'a mut [f32], at: usize, stride: usize) -> Self {
+        Masked {
+            mask,
+            kept: &mut buf[at..],
+            stride,
+        }
+    }
+}
+
+/// Size `buf` for the masked copies of `[rows, width]` inputs, `[G, rows, width]`.
+pub(crate) fn kept<'a>(
+    buf: &'a mut Vec<f32>,
+    mask: Option<Mask<'a>>,
+    rows: usize,
+    width: usize,
+) -> Option<Masked<'a>> {
+    let m = mask?;
+    fit(buf, m.groups * rows * width);
+    Some(Masked::at(m, buf, 0, rows * width))
+}
+
+/// Size `hm` for the masked states `[G, T, B, H]` (`rows` = T*B) and zero each group's step 0:
+/// h_{-1} = 0, and the time loop masks only steps 1.. .
+pub(crate) fn kept_states(hm: &mut Vec<f32>, mask: Option<Mask>, rows: usize, b: usize, h: usize) {
+    if let Some(m) = mask {
+        fit(hm, m.groups * rows * h);
+        for g in 0..m.groups {
+            hm[g * rows * h..g * rows * h + b * h].fill(0.0);
+        }
+    }
+}
+
+/// out[:, block g] (+)= (src ⊙ mask_g) W_g for each mask group g, or src W without a mask.
+/// `src` is `[rows, width]` time-major (`b` sequences per step), `out` `[rows, n]` with n = W's
+/// width; the masked copies are kept (see [`Masked`]) for the weight gradient.
+pub(crate) fn masked_product(
+    src: &[f32],
+    b: usize,
+    width: usize,
+    masked: Option<Masked>,
+    w: &PackedGates,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let (n, rows) = (w.fwd.n(), src.len() / width);
+    match masked {
+        None => matmul_packed(rows, src, width, &w.fwd, out, n, accumulate),
+        Some(Masked { mask, kept, stride }) => {
+            debug_assert!(mask.groups == 1 || mask.groups == w.fwd_gate.len());
+            let s = n / mask.groups;
+            for g in 0..mask.groups {
+                let km = &mut kept[g * stride..g * stride + rows * width];
+                apply_mask(km, src, mask, g, b, width, false);
+                let wg = w.forward(mask.groups, g);
+                matmul_packed(rows, km, width, wg, &mut out[g * s..], n, accumulate);
             }
         }
     }
 }
 
-/// grad[:, block g] += src_g^T dz[:, block g] for each of `groups` column blocks of the `[rows, 4H]`
-/// dz: the weight gradient as one GEMM over all steps per group. `src` holds the groups' inputs,
-/// `[G, rows, width]`; `grad` is `[width, 4H]`.
-fn weight_grad(
-    src: &[f32],
-    width: usize,
-    rows: usize,
+/// out (+)= dz W^T, the gradient w.r.t. [`masked_product`]'s `src`: `dz` is `[rows, n]`, `out`
+/// `[rows, width]`. With a mask, each group's block of dz goes through W_g^T and its mask and
+/// the groups are summed (`tmp`, `[rows, width]`, is scratch).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn masked_product_t(
     dz: &[f32],
-    groups: usize,
+    b: usize,
+    width: usize,
+    mask: Option<Mask>,
+    w: &PackedGates,
+    tmp: &mut [f32],
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let (n, rows) = (w.bwd.k(), out.len() / width);
+    match mask {
+        None => matmul_packed(rows, dz, n, &w.bwd, out, width, accumulate),
+        Some(m) => {
+            let s = n / m.groups;
+            let tmp = &mut tmp[..rows * width];
+            for g in 0..m.groups {
+                let wg = w.backward(m.groups, g);
+                matmul_packed(rows, &dz[g * s..], n, wg, tmp, width, false);
+                apply_mask(out, tmp, m, g, b, width, accumulate || g > 0);
+            }
+        }
+    }
+}
+
+/// grad[:, block g] += src_g^T dz[:, block g] for each mask group's column block of dz `[rows,
+/// n]`: the weight gradient as one GEMM over all steps per group. The inputs are the masked
+/// copies `kept` `[G, rows, width]` with a mask, else `plain` `[rows, width]`; `grad` is
+/// `[width, n]`.
+pub(crate) fn weight_grad(
+    plain: &[f32],
+    kept: &[f32],
+    mask: Option<Mask>,
+    width: usize,
+    dz: &[f32],
     grad: &mut [f32],
 ) {
-    let g4 = dz.len() / rows;
-    let s = g4 / groups;
+    let (src, groups) = match mask {
+        None => (plain, 1),
+        Some(m) => (kept, m.groups),
+    };
+    let n = grad.len() / width;
+    let (rows, s) = (dz.len() / n, n / groups);
     for g in 0..groups {
         let src_g = &src[g * rows * width..(g + 1) * rows * width];
         matmul(
@@ -368,10 +442,10 @@ fn weight_grad(
             width,
             Op::T,
             &dz[g * s..],
-            g4,
+            n,
             Op::N,
             &mut grad[g * s..],
-            g4,
+            n,
             true,
         );
     }
@@ -397,6 +471,13 @@ fn apply_mask(
         for ((o, s), k) in o.iter_mut().zip(s).zip(mk) {
             *o = if accumulate { *o + s * k } else { s * k };
         }
+    }
+}
+
+/// dst += src, element-wise.
+pub(crate) fn add(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += s;
     }
 }
 

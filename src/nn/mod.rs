@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod adam;
 pub mod gemm;
+pub mod gru;
 pub mod lstm;
 pub mod model;
 pub mod packed;

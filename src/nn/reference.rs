@@ -207,3 +207,237 @@ pub fn forward_backward(
     out.grads = grads;
     out
 }
+
+/// One recurrent layer's weights in Keras layout, for [`lstm_layer`] and [`gru_layer`]: kernel
+/// `[D, G*H]`, recurrent kernel `[H, G*H]`, bias `[G*H]` (LSTM) or `[2, G*H]` (GRU).
+#[derive(Clone, Debug)]
+pub struct RefWeights {
+    pub d: usize,
+    pub h: usize,
+    pub kernel: Vec<f64>,
+    pub recurrent: Vec<f64>,
+    pub bias: Vec<f64>,
+}
+
+/// A recurrent layer's output sequence and its exact gradients by backpropagation.
+#[derive(Clone, Debug)]
+pub struct RefLayer {
+    /// `[B, T, H]` every h_t.
+    pub out: Vec<f64>,
+    /// `[B, T, D]` gradient w.r.t. the inputs.
+    pub dx: Vec<f64>,
+    /// Gradients of the weights, shaped as in [`RefWeights`].
+    pub kernel: Vec<f64>,
+    pub recurrent: Vec<f64>,
+    pub bias: Vec<f64>,
+}
+
+/// The mask value for sequence b, gate q of `gates`, feature k (groups is 1 or `gates`).
+fn gate_mask(
+    m: &Option<Vec<f64>>,
+    groups: usize,
+    gates: usize,
+    width: usize,
+    ix: [usize; 3],
+) -> f64 {
+    let [b, q, k] = ix;
+    m.as_ref()
+        .map_or(1.0, |v| v[(b * groups + q * groups / gates) * width + k])
+}
+
+/// One recurrent layer over `x` `[B, T, D]` (batch-major), given the gradient of the loss w.r.t.
+/// every output h_t, `dout` `[B, T, H]` (zeros but at t = T-1 for a layer returning h_T).
+/// `step` runs one step, (x masked per gate `[G][D]`, h_{t-1} masked per gate `[G][H]`, the
+/// unmasked h_{t-1}, state) -> (h_t, what its backward needs); `back` maps (that, dh_t) to the
+/// gradients w.r.t. the pre-activations (x part `[G][H]`, h part `[G][H]`) and the direct part
+/// of dh_{t-1}. The products with the kernels and the masks are done here, for both layers.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn recurrent_layer<S, F, Bk>(
+    x: &[f64],
+    bsz: usize,
+    w: &RefWeights,
+    m: &RefMasks,
+    gates: usize,
+    dout: &[f64],
+    step: F,
+    back: Bk,
+) -> RefLayer
+where
+    F: Fn(&[Vec<f64>], &[Vec<f64>], &[f64], &mut Vec<f64>) -> (Vec<f64>, S),
+    Bk: Fn(&S, &[f64], &mut Vec<f64>) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<f64>),
+{
+    let (d, h) = (w.d, w.h);
+    let n = gates * h;
+    let t_len = x.len() / (bsz * d);
+    let mut r = RefLayer {
+        out: vec![0.0; bsz * t_len * h],
+        dx: vec![0.0; x.len()],
+        kernel: vec![0.0; w.kernel.len()],
+        recurrent: vec![0.0; w.recurrent.len()],
+        bias: vec![0.0; w.bias.len()],
+    };
+    let g = m.groups;
+    for b in 0..bsz {
+        let xt = |t: usize| &x[(b * t_len + t) * d..(b * t_len + t + 1) * d];
+        let masked = |v: &[f64], mk: &Option<Vec<f64>>, width: usize| -> Vec<Vec<f64>> {
+            (0..gates)
+                .map(|q| {
+                    (0..width)
+                        .map(|k| v[k] * gate_mask(mk, g, gates, width, [b, q, k]))
+                        .collect()
+                })
+                .collect()
+        };
+        // Forward, keeping each step's masked inputs and h_{t-1}, and its trace.
+        let mut hp = vec![0.0; h];
+        let mut state = vec![0.0; h];
+        let mut steps = vec![];
+        for t in 0..t_len {
+            let (xm, hm) = (masked(xt(t), &m.x, d), masked(&hp, &m.h, h));
+            let mut st = state.clone();
+            let (hn, s) = step(&xm, &hm, &hp, &mut st);
+            r.out[(b * t_len + t) * h..(b * t_len + t + 1) * h].copy_from_slice(&hn);
+            steps.push((xm, hm, s));
+            state = st;
+            hp = hn;
+        }
+        // Backward; `dstate` is the gradient w.r.t. the carried state (the LSTM's c).
+        let mut dh = vec![0.0; h];
+        let mut dstate = vec![0.0; h];
+        for t in (0..t_len).rev() {
+            for j in 0..h {
+                dh[j] += dout[(b * t_len + t) * h + j];
+            }
+            let (xm, hm, s) = &steps[t];
+            let (dzx, dzh, direct) = back(s, &dh, &mut dstate);
+            let mut dh_prev = direct;
+            for q in 0..gates {
+                for j in 0..h {
+                    let col = q * h + j;
+                    let (gx, gh) = (dzx[q][j], dzh[q][j]);
+                    r.bias[col] += gx;
+                    if w.bias.len() == 2 * n {
+                        r.bias[n + col] += gh;
+                    }
+                    for k in 0..d {
+                        r.kernel[k * n + col] += xm[q][k] * gx;
+                        r.dx[(b * t_len + t) * d + k] +=
+                            w.kernel[k * n + col] * gate_mask(&m.x, g, gates, d, [b, q, k]) * gx;
+                    }
+                    for k in 0..h {
+                        r.recurrent[k * n + col] += hm[q][k] * gh;
+                        dh_prev[k] +=
+                            w.recurrent[k * n + col] * gate_mask(&m.h, g, gates, h, [b, q, k]) * gh;
+                    }
+                }
+            }
+            dh = dh_prev;
+        }
+    }
+    r
+}
+
+/// xm W_q + hm U_q (+ biases) for gate q, unit j.
+fn preact(
+    w: &RefWeights,
+    n: usize,
+    xm: &[Vec<f64>],
+    hm: &[Vec<f64>],
+    q: usize,
+    j: usize,
+) -> (f64, f64) {
+    let col = q * w.h + j;
+    let sx: f64 = (0..w.d).map(|k| xm[q][k] * w.kernel[k * n + col]).sum();
+    let sh: f64 = (0..w.h).map(|k| hm[q][k] * w.recurrent[k * n + col]).sum();
+    (
+        sx + w.bias[col],
+        sh + w.bias.get(n + col).copied().unwrap_or(0.0),
+    )
+}
+
+/// The LSTM layer alone (Keras, gate order i, f, c, o; bias `[4H]`) over `x` `[B, T, D]`
+/// with per-sequence masks (groups 1 or 4): every h_t and the gradients for `dout`.
+pub fn lstm_layer(x: &[f64], bsz: usize, w: &RefWeights, m: &RefMasks, dout: &[f64]) -> RefLayer {
+    let (h, n) = (w.h, 4 * w.h);
+    // Trace: (activated gates [i, f, g, o], c_{t-1}, tanh(c_t)).
+    let step = |xm: &[Vec<f64>], hm: &[Vec<f64>], _hp: &[f64], c: &mut Vec<f64>| {
+        let a: Vec<Vec<f64>> = (0..4)
+            .map(|q| {
+                (0..h)
+                    .map(|j| {
+                        let (sx, sh) = preact(w, n, xm, hm, q, j);
+                        if q == 2 {
+                            (sx + sh).tanh()
+                        } else {
+                            sig(sx + sh)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let cp = c.clone();
+        for j in 0..h {
+            c[j] = a[1][j] * cp[j] + a[0][j] * a[2][j];
+        }
+        let tc: Vec<f64> = c.iter().map(|v| v.tanh()).collect();
+        ((0..h).map(|j| a[3][j] * tc[j]).collect(), (a, cp, tc))
+    };
+    let back = |s: &(Vec<Vec<f64>>, Vec<f64>, Vec<f64>), dh: &[f64], dc: &mut Vec<f64>| {
+        let (a, cp, tc) = s;
+        let mut dz = vec![vec![0.0; h]; 4];
+        for j in 0..h {
+            let (i, f, g, o) = (a[0][j], a[1][j], a[2][j], a[3][j]);
+            let dct = dc[j] + dh[j] * o * (1.0 - tc[j] * tc[j]);
+            dz[0][j] = dct * g * i * (1.0 - i);
+            dz[1][j] = dct * cp[j] * f * (1.0 - f);
+            dz[2][j] = dct * i * (1.0 - g * g);
+            dz[3][j] = dh[j] * tc[j] * o * (1.0 - o);
+            dc[j] = dct * f;
+        }
+        (dz.clone(), dz, vec![0.0; h])
+    };
+    recurrent_layer(x, bsz, w, m, 4, dout, step, back)
+}
+
+/// Keras's default GRU alone (reset_after=True, gate order z, r, h; bias `[2, 3H]`) over `x`
+/// `[B, T, D]` with per-sequence masks (groups 1 or 3): every h_t and the gradients for `dout`.
+pub fn gru_layer(x: &[f64], bsz: usize, w: &RefWeights, m: &RefMasks, dout: &[f64]) -> RefLayer {
+    let (h, n) = (w.h, 3 * w.h);
+    // Trace: (z, r, hh, r_h, h_{t-1}).
+    type Trace = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+    let step = |xm: &[Vec<f64>], hm: &[Vec<f64>], hp: &[f64], _: &mut Vec<f64>| {
+        let mut tr: Trace = (
+            vec![0.0; h],
+            vec![0.0; h],
+            vec![0.0; h],
+            vec![0.0; h],
+            hp.to_vec(),
+        );
+        let mut hn = vec![0.0; h];
+        for j in 0..h {
+            let (xz, rz) = preact(w, n, xm, hm, 0, j);
+            let (xr, rr) = preact(w, n, xm, hm, 1, j);
+            let (xh, rh) = preact(w, n, xm, hm, 2, j);
+            let (z, r) = (sig(xz + rz), sig(xr + rr));
+            let hh = (xh + r * rh).tanh();
+            (tr.0[j], tr.1[j], tr.2[j], tr.3[j]) = (z, r, hh, rh);
+            hn[j] = z * hp[j] + (1.0 - z) * hh;
+        }
+        (hn, tr)
+    };
+    let back = |s: &Trace, dh: &[f64], _: &mut Vec<f64>| {
+        let (z, r, hh, rh, hp) = s;
+        let (mut dzx, mut dzh) = (vec![vec![0.0; h]; 3], vec![vec![0.0; h]; 3]);
+        let mut direct = vec![0.0; h];
+        for j in 0..h {
+            let da_h = dh[j] * (1.0 - z[j]) * (1.0 - hh[j] * hh[j]);
+            let da_z = dh[j] * (hp[j] - hh[j]) * z[j] * (1.0 - z[j]);
+            let da_r = da_h * rh[j] * r[j] * (1.0 - r[j]);
+            (dzx[0][j], dzx[1][j], dzx[2][j]) = (da_z, da_r, da_h);
+            (dzh[0][j], dzh[1][j], dzh[2][j]) = (da_z, da_r, da_h * r[j]);
+            direct[j] = dh[j] * z[j];
+        }
+        (dzx, dzh, direct)
+    };
+    recurrent_layer(x, bsz, w, m, 3, dout, step, back)
+}
