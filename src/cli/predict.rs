@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
@@ -12,10 +12,11 @@ pub struct PredictArgs {
     pub model: PathBuf,
     /// Reviews to classify.
     pub texts: Vec<String>,
-    /// Read reviews from a file, one per line ("-" reads standard input).
+    /// Read reviews from a file, one per line ("-" reads standard input); every line gets an answer.
     #[arg(long, value_name = "F")]
     pub file: Option<PathBuf>,
-    /// One JSON object per review: {"index", "probability", "label"}.
+    /// One JSON object per review: {"index", "line", "probability", "label"}; "line" is the
+    /// 1-based line of the file, or the position of the review among the arguments.
     #[arg(long)]
     pub json: bool,
     /// Worker threads [default: all cores].
@@ -26,65 +27,55 @@ pub struct PredictArgs {
 /// The most text `--file` reads (256 MiB): far beyond any list of reviews, far below memory.
 pub const MAX_INPUT_BYTES: u64 = 256 << 20;
 
-/// The reviews from the arguments and the file, each checked: not empty, with words in it.
-fn inputs(args: &PredictArgs) -> Result<Vec<String>> {
-    let mut texts = args.texts.clone();
-    if let Some(f) = &args.file {
-        let name = if f.as_os_str() == "-" {
-            "standard input".to_string()
-        } else {
-            f.display().to_string()
-        };
-        let reader: Box<dyn Read> = if f.as_os_str() == "-" {
-            Box::new(std::io::stdin())
-        } else {
-            Box::new(std::fs::File::open(f).with_context(|| format!("cannot read {name}"))?)
-        };
-        // Bounded, so `--file /dev/zero` or an endless pipe is an error, not an out-of-memory abort.
-        let mut bytes = Vec::new();
-        reader
-            .take(MAX_INPUT_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read {name}"))?;
-        if bytes.len() as u64 > MAX_INPUT_BYTES {
-            bail!(
-                "{name} holds more than {} MiB of text; split it into smaller files",
-                MAX_INPUT_BYTES >> 20
-            );
-        }
-        let text = match String::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count()
-                    + 1;
-                bail!(
-                    "{name}, line {line}: not UTF-8 text; give reviews as UTF-8 text, one per line"
-                );
-            }
-        };
-        texts.extend(
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_string),
+/// Reviews encoded and run through the model at a time, so memory stays bounded however many
+/// lines the input has (as in `bench`).
+const BATCH: usize = 1024;
+
+/// One review to answer: its text and where it came from.
+struct Review<'a> {
+    text: &'a str,
+    /// The file's name, or None for a review given as an argument.
+    file: Option<&'a str>,
+    /// 1-based: the line in the file, or the position among the arguments.
+    line: usize,
+}
+
+/// The name and the whole text of `--file` (UTF-8, at most [`MAX_INPUT_BYTES`]).
+fn read_file(f: &Path) -> Result<(String, String)> {
+    let stdin = f.as_os_str() == "-";
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        f.display().to_string()
+    };
+    let reader: Box<dyn Read> = if stdin {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(f).with_context(|| format!("cannot read {name}"))?)
+    };
+    // Bounded, so `--file /dev/zero` or an endless pipe is an error, not an out-of-memory abort.
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {name}"))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        bail!(
+            "{name} holds more than {} MiB of text; split it into smaller files",
+            MAX_INPUT_BYTES >> 20
         );
     }
-    if texts.is_empty() {
-        bail!("no reviews given: pass them as arguments or with --file F (one per line, - for standard input)");
-    }
-    for (i, t) in texts.iter().enumerate() {
-        if t.trim().is_empty() {
-            bail!("review {} is empty: give some review text", i + 1);
-        }
-        let mut words = 0;
-        crate::data::for_each_token(t, |_| words += 1);
-        if words == 0 {
-            bail!("review {} has no words in it (only symbols, control or binary characters): give review text", i + 1);
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok((name, text)),
+        Err(e) => {
+            let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            bail!("{name}, line {line}: not UTF-8 text; give reviews as UTF-8 text, one per line")
         }
     }
-    Ok(texts)
 }
 
 /// Probabilities of positive for raw texts, through the model's own preprocessing.
@@ -92,13 +83,13 @@ pub fn predict_texts(
     m: &crate::model_file::ModelFile,
     params: &crate::nn::Params,
     engine: &mut crate::nn::Engine,
-    texts: &[String],
+    texts: &[impl AsRef<str>],
 ) -> Vec<f32> {
     let vocab = crate::data::Vocabulary::from_words(m.vocabulary.clone());
     let pre = &m.preprocessing;
     let mut ids = Vec::with_capacity(texts.len() * pre.maxlen);
     for t in texts {
-        ids.extend(pre.encode_padded(&vocab, t));
+        ids.extend(pre.encode_padded(&vocab, t.as_ref()));
     }
     let mut logits = vec![0.0; texts.len()];
     engine.predict_logits(params, &ids, &mut logits);
@@ -108,27 +99,90 @@ pub fn predict_texts(
         .collect()
 }
 
+/// `text` as one line of output: control and other invisible characters escaped as Rust's
+/// `escape_debug` writes them (`\n`, `\u{1b}`), so no input can print what looks like another
+/// prediction; `\` is escaped too, so no escape can be faked. Letters of any script and quotes
+/// stay as they are.
+fn shown(text: &str) -> String {
+    let is_quote = |c: char| c == '\'' || c == '"';
+    text.split_inclusive(is_quote)
+        .map(|part| {
+            let body = part.strip_suffix(is_quote).unwrap_or(part);
+            format!("{}{}", body.escape_debug(), &part[body.len()..])
+        })
+        .collect()
+}
+
+/// The output line for review `r`, number `index` (0-based) of the input, with probability `p`.
+fn answer(index: usize, r: &Review, p: f32, json: bool) -> String {
+    let label = if p > 0.5 { "positive" } else { "negative" };
+    if json {
+        serde_json::json!({ "index": index, "line": r.line, "probability": p, "label": label })
+            .to_string()
+    } else {
+        let preview: String = r.text.chars().take(60).collect();
+        let more = if r.text.chars().nth(60).is_some() {
+            "..."
+        } else {
+            ""
+        };
+        format!("{p:.4}  {label:<8}  {}{more}", shown(&preview))
+    }
+}
+
 pub fn run(args: &PredictArgs) -> Result<()> {
     super::threads(args.threads)?;
-    let texts = inputs(args)?;
+    let file = args.file.as_deref().map(read_file).transpose()?;
+    let from_args = args.texts.iter().enumerate().map(|(i, t)| Review {
+        text: t,
+        file: None,
+        line: i + 1,
+    });
+    let from_file = file.iter().flat_map(|(name, text)| {
+        text.lines().enumerate().map(|(i, t)| Review {
+            text: t,
+            file: Some(name),
+            line: i + 1,
+        })
+    });
+    let mut reviews = from_args.chain(from_file).enumerate().peekable();
+    if reviews.peek().is_none() {
+        match &file {
+            Some((name, _)) => bail!("no reviews given: {name} is empty; give reviews one per line"),
+            None => bail!("no reviews given: pass them as arguments or with --file F (one per line, - for standard input)"),
+        }
+    }
     let (m, params, mut engine) = super::load_model(&args.model, args.threads)?;
     m.preprocessing
         .validate()
         .with_context(|| args.model.display().to_string())?;
-    let probs = predict_texts(&m, &params, &mut engine, &texts);
-    let lines = probs.iter().zip(&texts).enumerate().map(|(i, (p, t))| {
-        let label = if *p > 0.5 { "positive" } else { "negative" };
-        if args.json {
-            serde_json::json!({ "index": i, "probability": p, "label": label }).to_string()
-        } else {
-            let preview: String = t.chars().take(60).collect();
-            let more = if t.chars().nth(60).is_some() {
-                "..."
-            } else {
-                ""
-            };
-            format!("{p:.4}  {label:<8}  {preview}{more}")
+    let batches = std::iter::from_fn(|| {
+        let batch: Vec<_> = reviews.by_ref().take(BATCH).collect();
+        (!batch.is_empty()).then_some(batch)
+    });
+    let lines = batches.flat_map(|batch| {
+        let texts: Vec<&str> = batch.iter().map(|(_, r)| r.text).collect();
+        let probs = predict_texts(&m, &params, &mut engine, &texts);
+        let mut stderr = std::io::stderr().lock();
+        let mut lines = Vec::with_capacity(batch.len());
+        for ((index, r), p) in batch.into_iter().zip(probs) {
+            let mut words = 0;
+            crate::data::for_each_token(r.text, |_| words += 1);
+            if words == 0 {
+                // Encoded as the start id and padding alone, as any review without words is.
+                let place = match r.file {
+                    Some(name) => format!("{name}, line {}", r.line),
+                    None => format!("argument {}", r.line),
+                };
+                // Best effort: a warning that cannot be shown must not stop the predictions.
+                let _ = writeln!(
+                    stderr,
+                    "warning: {place}: no words in it; answered as an empty review"
+                );
+            }
+            lines.push(answer(index, &r, p, args.json));
         }
+        lines
     });
     write_stdout(lines, "the predictions")
 }
@@ -137,7 +191,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
 /// quietly, as command-line tools do; any other failure (a full disk) is one clear error instead
 /// of `println!`'s panic.
 pub fn write_stdout(lines: impl IntoIterator<Item = String>, what: &str) -> Result<()> {
-    use std::io::{ErrorKind, Write};
+    use std::io::ErrorKind;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = lines
         .into_iter()

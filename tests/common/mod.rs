@@ -169,3 +169,21 @@ pub fn msgs_run_within(cmd: &mut Command, secs: u64) -> (i32, String, String) {
         err.join().unwrap(),
     )
 }
+
+/// The warning `predict` gives for a review without words at `place` (`FILE, line N` or
+/// `argument N`), with its newline.
+pub fn predict_warning(place: &str) -> String {
+    format!("warning: {place}: no words in it; answered as an empty review\n")
+}
+
+/// Runs `predict` and checks it answers: exit 0, `answers` lines on stdout, and on stderr exactly
+/// the warnings for `places` (see [`predict_warning`]). Returns stdout.
+pub fn predict_answered(cmd: &mut Command, answers: usize, places: &[&str]) -> String {
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "{cmd:?} failed: {err}");
+    assert_eq!(out.lines().count(), answers, "{out}");
+    let warnings: String = places.iter().map(|p| predict_warning(p)).collect();
+    assert_eq!(err, warnings);
+    eprint!("{err}");
+    out
+}
