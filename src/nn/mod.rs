@@ -3,11 +3,14 @@
 
 pub mod activation;
 pub mod adam;
+pub mod conv;
+pub mod dense;
 pub mod gemm;
 pub mod lstm;
 pub mod model;
 pub mod packed;
 pub mod params;
+pub mod pool;
 pub mod reference;
 
 pub use model::{BatchMasks, BatchStats, Engine, Gradients};
