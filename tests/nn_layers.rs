@@ -80,14 +80,9 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// Conv1D(3, kernel_size=2, relu) on x (2, 5, 4); kernel (2, 4, 3) with s = 1, bias (3,) s = 2.
 fn golden_conv(x: &[f32], cache: &mut Cache) -> Conv1d {
-    let layer = Conv1d {
-        steps: 5,
-        channels: 4,
-        kernel_size: 2,
-        filters: 3,
-        act: Relu,
-    };
-    layer.forward(&recipe_w(24, 1), &recipe_w(3, 2), x, 2, cache);
+    let mut layer = Conv1d::new(5, 4, 2, 3, Relu);
+    layer.pack(&recipe_w(24, 1));
+    layer.forward(&recipe_w(3, 2), x, 2, cache);
     layer
 }
 
@@ -307,15 +302,9 @@ fn conv1d_fast_path_matches_twin() {
         for act in [Linear, Relu] {
             let (x, w, bias) = (random(b * t * c, 11), random(k * c * f, 12), random(f, 13));
             let dy = random(b * (t + 1 - k) * f, 14);
-            let layer = Conv1d {
-                steps: t,
-                channels: c,
-                kernel_size: k,
-                filters: f,
-                act,
-            };
-            let (x32, w32) = (f32s(&x), f32s(&w));
-            layer.forward(&w32, &f32s(&bias), &x32, b, &mut cache);
+            let mut layer = Conv1d::new(t, c, k, f, act);
+            layer.pack(&f32s(&w));
+            layer.forward(&f32s(&bias), &f32s(&x), b, &mut cache);
             let what = format!("conv {b}x{t}x{c} k={k} f={f} {act:?}");
             let y = conv::naive::conv1d(&x, &w, &bias, t, c, k, act);
             assert_matches(&format!("{what} y"), cache.output(layer.out_len()), &y);
@@ -324,7 +313,7 @@ fn conv1d_fast_path_matches_twin() {
                 kernel: &mut gw,
                 bias: &mut gb,
             };
-            layer.backward(&w32, &x32, &f32s(&dy), &mut cache, grads);
+            layer.backward(&f32s(&dy), &mut cache, grads);
             let (dx, dw, db) = conv::naive::conv1d_backward(&x, &w, &bias, t, c, k, act, &dy);
             assert_matches(&format!("{what} dx"), cache.input_grad(t * c), &dx);
             assert_matches(&format!("{what} dkernel"), &gw, &dw);
@@ -545,55 +534,66 @@ fn fused_losses_match_naive_and_are_stable() {
 
 // ---- timing ----
 
+/// This thread's time on a CPU in ns (Linux's schedstat), so other processes sharing the cores
+/// do not count; wall time elsewhere.
+fn cpu_ns() -> u128 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    match stat.split_whitespace().next().and_then(|v| v.parse().ok()) {
+        Some(ns) => ns,
+        None => std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos(),
+    }
+}
+
 /// Best of 10 runs, in ms.
 fn best_ms(mut f: impl FnMut()) -> f64 {
     (0..10)
         .map(|_| {
-            let t = std::time::Instant::now();
+            let t = cpu_ns();
             f();
-            t.elapsed().as_secs_f64() * 1e3
+            (cpu_ns() - t) as f64 * 1e-6
         })
         .fold(f64::MAX, f64::min)
 }
 
-/// Conv1D's forward GEMM at Keras's imdb_cnn shape (B 32, T 400, C 50, k 3, F 250), one
-/// thread: the layer's unfolded GEMM through `matmul` against the packed kernel, which needs
-/// lda >= k*C and so takes either k GEMMs (one per tap) or an explicit unfolded copy.
+/// Conv1D at Keras's imdb_cnn shape (B 32, T 400, C 50, k 3, F 250), one thread: the layer
+/// (an unfolded copy, then packed GEMMs over the whole chunk) against the unfolded input read in
+/// place (row stride C) through `matmul`, one sample at a time, and against the packed kernel
+/// applied once per tap (no copy, but k GEMMs of depth C).
 /// `cargo test --test nn_layers conv_gemm_timing -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn conv_gemm_timing() {
+    use imdb_lstm::nn::gemm::{matmul, Op};
     use imdb_lstm::nn::packed::{matmul_packed, PackedB};
     let (b, t, c, k, f) = (32, 400, 50, 3, 250);
     let (to, kc) = (t + 1 - k, k * c);
-    let layer = Conv1d {
-        steps: t,
-        channels: c,
-        kernel_size: k,
-        filters: f,
-        act: Linear,
-    };
-    let (x, w, bias) = (
+    let (x, w, dy) = (
         f32s(&random(b * t * c, 1)),
         f32s(&random(kc * f, 2)),
-        vec![0.0; f],
+        f32s(&random(b * to * f, 3)),
     );
+    let mut layer = Conv1d::new(t, c, k, f, Linear);
+    layer.pack(&w);
     let mut cache = Cache::default();
-    let mut y = vec![0.0f32; b * to * f];
+    let (mut y, mut dx) = (vec![0.0f32; b * to * f], vec![0.0f32; b * t * c]);
+    let (mut gw, mut gb) = (vec![0.0; kc * f], vec![0.0; f]);
     // GEMM FLOPs of one forward; the backward has two such GEMMs.
     let flops = 2.0 * (b * to * kc * f) as f64;
     let report = |name: &str, gemms: f64, ms: f64| {
         println!(
-            "{name:<38} {ms:7.2} ms {:6.1} GFLOP/s",
+            "{name:<34} {ms:7.2} ms {:6.1} GFLOP/s",
             gemms * flops / ms / 1e6
         )
     };
 
-    report(
-        "matmul, unfolded in place (the layer)",
-        1.0,
-        best_ms(|| layer.forward(&w, &bias, &x, b, &mut cache)),
-    );
+    let ms = best_ms(|| layer.forward(&gb, &x, b, &mut cache));
+    report("forward, the layer", 1.0, ms);
+    let ms = best_ms(|| {
+        for (xs, ys) in x.chunks_exact(t * c).zip(y.chunks_exact_mut(to * f)) {
+            matmul(to, f, kc, xs, c, Op::N, &w, f, Op::N, ys, f, false);
+        }
+    });
+    report("forward, matmul in place", 1.0, ms);
     let taps: Vec<PackedB> = (0..k)
         .map(|j| {
             let mut p = PackedB::new();
@@ -601,43 +601,34 @@ fn conv_gemm_timing() {
             p
         })
         .collect();
-    report(
-        "packed, one GEMM per tap",
-        1.0,
-        best_ms(|| {
-            for (xs, ys) in x.chunks_exact(t * c).zip(y.chunks_exact_mut(to * f)) {
-                for (j, p) in taps.iter().enumerate() {
-                    matmul_packed(to, &xs[j * c..], c, p, ys, f, j > 0);
-                }
+    let ms = best_ms(|| {
+        for (xs, ys) in x.chunks_exact(t * c).zip(y.chunks_exact_mut(to * f)) {
+            for (j, p) in taps.iter().enumerate() {
+                matmul_packed(to, &xs[j * c..], c, p, ys, f, j > 0);
             }
-        }),
-    );
-    let mut whole = PackedB::new();
-    whole.pack(&w, f, kc, f);
-    let mut unf = vec![0.0f32; to * kc];
-    report(
-        "packed, unfolded copy",
-        1.0,
-        best_ms(|| {
-            for (xs, ys) in x.chunks_exact(t * c).zip(y.chunks_exact_mut(to * f)) {
-                for (r, row) in unf.chunks_exact_mut(kc).enumerate() {
-                    row.copy_from_slice(&xs[r * c..r * c + kc]);
-                }
-                matmul_packed(to, &unf, kc, &whole, ys, f, false);
+        }
+    });
+    report("forward, packed per tap", 1.0, ms);
+
+    let ms = best_ms(|| {
+        let grads = Grads {
+            kernel: &mut gw,
+            bias: &mut gb,
+        };
+        layer.backward(&dy, &mut cache, grads)
+    });
+    report("backward, the layer", 2.0, ms);
+    let ms = best_ms(|| {
+        let per_sample = x.chunks_exact(t * c).zip(dy.chunks_exact(to * f));
+        for ((xs, zs), dxs) in per_sample.zip(dx.chunks_exact_mut(t * c)) {
+            matmul(kc, f, to, xs, c, Op::T, zs, f, Op::N, &mut gw, f, true);
+            dxs.fill(0.0);
+            for j in 0..k {
+                let wj = &w[j * c * f..(j + 1) * c * f];
+                let dxj = &mut dxs[j * c..];
+                matmul(to, c, f, zs, f, Op::N, wj, f, Op::T, dxj, c, true);
             }
-        }),
-    );
-    let dy = f32s(&random(b * to * f, 3));
-    let (mut gw, mut gb) = (vec![0.0; kc * f], vec![0.0; f]);
-    report(
-        "backward (the layer)",
-        2.0,
-        best_ms(|| {
-            let grads = Grads {
-                kernel: &mut gw,
-                bias: &mut gb,
-            };
-            layer.backward(&w, &x, &dy, &mut cache, grads)
-        }),
-    );
+        }
+    });
+    report("backward, matmul in place per tap", 2.0, ms);
 }

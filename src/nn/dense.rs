@@ -181,8 +181,9 @@ pub struct Cache {
     dz: Vec<f32>,
     /// `[rows, in]` gradient w.r.t. the input.
     dx: Vec<f32>,
-    /// Layer-specific scratch (the max-pool's argmax indices).
+    /// Layer-specific: the max-pool's argmax steps, Conv1D's unfolded input.
     pub(super) idx: Vec<u32>,
+    pub(super) scratch: Vec<f32>,
 }
 
 impl Cache {
