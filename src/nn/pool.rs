@@ -10,6 +10,7 @@ use super::dense::Cache;
 
 /// MaxPooling1D(pool_size = p), strides = p, padding 'valid': `[B, T, C]` -> `[B, T/p, C]`
 /// (floor: trailing steps that do not fill a window are dropped, and get no gradient).
+/// Needs 1 <= pool <= steps (the model checks its configuration first).
 #[derive(Clone, Copy, Debug)]
 pub struct MaxPool1d {
     pub steps: usize,
