@@ -3,12 +3,15 @@
 
 pub mod activation;
 pub mod adam;
+pub mod conv;
+pub mod dense;
 pub mod gemm;
 pub mod gru;
 pub mod lstm;
 pub mod model;
 pub mod packed;
 pub mod params;
+pub mod pool;
 pub mod reference;
 
 pub use model::{BatchMasks, BatchStats, Engine, Gradients};
