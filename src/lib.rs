@@ -6,6 +6,7 @@
 //! command line in [`cli`] (flags -> checked configuration -> the library; `main.rs` only
 //! parses the arguments and calls [`cli::main_with`]).
 
+pub mod atomic;
 pub mod cli;
 pub mod data;
 pub mod model_file;

@@ -8,23 +8,6 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-/// Removes the temp file on drop unless `keep` was called (every early return cleans up).
-struct TempGuard(Option<PathBuf>);
-
-impl TempGuard {
-    fn keep(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
 /// The folders a download created (deepest first): on drop, unless `keep` was called, each is
 /// removed if it is still empty, so a failed download leaves no empty cache folder behind.
 /// `remove_dir` never removes a folder that holds anything.
@@ -119,16 +102,11 @@ pub fn download(
         }
     }
 
-    // The temp file lives next to dest so the final rename is atomic (same file system).
-    let tmp_path = dir.join(format!(".{file_name}.part-{}", std::process::id()));
-    let mut guard = TempGuard(Some(tmp_path.clone()));
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp_path)
-        .with_context(|| format!("cannot create {} to download {url}", tmp_path.display()))?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, file);
+    // Dropped (removed) on every early return; renamed into place only once verified.
+    let mut tmp =
+        crate::atomic::TempFile::create(dest).with_context(|| format!("cannot download {url}"))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let mut out = io::BufWriter::with_capacity(1 << 20, tmp.file());
 
     let bar = if show_progress {
         let bar = match content_length.or(expected_size) {
@@ -196,8 +174,7 @@ pub fn download(
             expected_sha256.trim()
         );
     }
-    let file = out
-        .into_inner()
+    out.into_inner()
         .map_err(|e| e.into_error())
         .with_context(|| {
             format!(
@@ -205,22 +182,7 @@ pub fn download(
                 tmp_path.display()
             )
         })?;
-    file.sync_all()
-        .with_context(|| format!("cannot flush {} to disk", tmp_path.display()))?;
-    drop(file);
-    fs::rename(&tmp_path, dest).with_context(|| {
-        format!(
-            "cannot move the downloaded {} to {}",
-            tmp_path.display(),
-            dest.display()
-        )
-    })?;
-    guard.keep();
+    tmp.commit()?;
     created.keep();
-    // Persist the rename itself; failure here is harmless for correctness, so it is not an error.
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
     Ok(())
 }

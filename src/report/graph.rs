@@ -1,7 +1,6 @@
 //! model.svg and model.dot: the layer graph as Keras's `plot_model(show_shapes=True)` draws it,
 //! written by hand (no Graphviz needed to get the picture).
 
-use super::atomic::write_atomic;
 use crate::nn::ModelConfig;
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
@@ -66,8 +65,8 @@ pub fn write_model_graph(dir: &Path, cfg: &ModelConfig) -> Result<()> {
         );
     }
     let layers = model_layers(cfg);
-    write_atomic(&dir.join(MODEL_SVG), model_svg(&layers).as_bytes())?;
-    write_atomic(&dir.join(MODEL_DOT), model_dot(&layers).as_bytes())?;
+    crate::atomic::write(&dir.join(MODEL_SVG), model_svg(&layers).as_bytes())?;
+    crate::atomic::write(&dir.join(MODEL_DOT), model_dot(&layers).as_bytes())?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! history.json and history.csv: the run's per-epoch metrics on disk.
 
-use super::atomic::write_atomic;
+use crate::atomic;
 use crate::train::history::{EpochRecord, History};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -31,8 +31,8 @@ pub fn write_history(dir: &Path, history: &History) -> Result<()> {
         );
     }
     let json = serde_json::to_string_pretty(history).context("cannot serialise the history")?;
-    write_atomic(&dir.join(HISTORY_JSON), format!("{json}\n").as_bytes())?;
-    write_atomic(&dir.join(HISTORY_CSV), history_csv(history).as_bytes())?;
+    atomic::write(&dir.join(HISTORY_JSON), format!("{json}\n").as_bytes())?;
+    atomic::write(&dir.join(HISTORY_CSV), history_csv(history).as_bytes())?;
     Ok(())
 }
 

@@ -3,8 +3,8 @@
 //! Text is drawn with a DejaVu Sans face embedded in the binary, so the PNG
 //! renders the same on a machine with no system fonts at all.
 
-use super::atomic::{rename_into_place, temp_path_for, write_atomic};
 use super::history_files::{read_history, HISTORY_JSON};
+use crate::atomic::{self, TempFile};
 use crate::train::history::History;
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::coord::Shift;
@@ -83,24 +83,18 @@ pub fn plot_history(dir: &Path, history: &History) -> Result<()> {
         root.present()
             .map_err(|e| anyhow!("finishing history.svg: {e}"))?;
     }
-    write_atomic(&dir.join(HISTORY_SVG), svg.as_bytes())?;
+    atomic::write(&dir.join(HISTORY_SVG), svg.as_bytes())?;
 
-    // PNG: the bitmap backend encodes to a path, so draw to a temp path (same
-    // extension: the encoder picks the format from it) and rename it into place.
-    let dest = dir.join(HISTORY_PNG);
-    let tmp = temp_path_for(&dest)?;
-    let drawn = (|| -> Result<()> {
-        let root = BitMapBackend::new(&tmp, PLOT_SIZE).into_drawing_area();
+    // PNG: the bitmap backend encodes to a path, so draw to the temp file's path (it keeps
+    // the extension: the encoder picks the format from it).
+    let tmp = TempFile::create(&dir.join(HISTORY_PNG))?;
+    {
+        let root = BitMapBackend::new(tmp.path(), PLOT_SIZE).into_drawing_area();
         draw(&root, &data).context("drawing history.png")?;
         root.present()
-            .map_err(|e| anyhow!("encoding {}: {e}", tmp.display()))?;
-        Ok(())
-    })();
-    if let Err(e) = drawn {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+            .map_err(|e| anyhow!("encoding {}: {e}", tmp.path().display()))?;
     }
-    rename_into_place(&tmp, &dest)
+    tmp.commit()
 }
 
 /// `imdb-lstm plot RUN_DIR`: read RUN_DIR/history.json (or the history file given) and redraw
