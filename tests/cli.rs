@@ -398,6 +398,7 @@ fn progress_modes() {
     let objs: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .filter(|o: &serde_json::Value| o["event"] == "epoch")
         .collect();
     assert_eq!(objs.len(), 2, "{out}");
     assert_eq!(objs[1]["epoch"], 2);

@@ -240,3 +240,39 @@ fn flags_are_checked() {
         "{help}"
     );
 }
+
+/// `--log-format json` with early stopping: after the epochs, one object each for the stop,
+/// the restored best weights, the test score (of those weights) and the saved model.
+#[test]
+fn json_log_reports_the_stop_the_restore_and_the_test_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = noisy_archive(tmp.path(), 150);
+    let dir = tmp.path().join("es");
+    let (code, out, err) = train(&archive, &dir, &["--log-format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let events: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    let n = read_history(&dir).unwrap().epochs.len();
+    let best = n - 2;
+    let mut want = vec!["epoch"; n];
+    want.extend(["early_stopping", "restored_best_weights", "test", "saved"]);
+    assert_eq!(events, want, "{out}");
+    let end = &lines[n..];
+    assert_eq!(end[0]["epoch"], n);
+    assert_eq!(end[0]["best_epoch"], best);
+    assert_eq!(end[1]["epoch"], best);
+    let (_, test_loss) = losses_of(&dir.join("model.safetensors"), &archive, 1337);
+    let printed = end[2]["test_loss"].as_f64().unwrap();
+    assert!(
+        (printed - test_loss).abs() < 1e-9,
+        "{printed} vs {test_loss}"
+    );
+    assert!(end[2]["test_accuracy"].as_f64().is_some());
+    assert_eq!(
+        end[3]["model"],
+        dir.join("model.safetensors").display().to_string()
+    );
+}

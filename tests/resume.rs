@@ -1,9 +1,11 @@
 //! Never lose a run: a training process killed (SIGKILL) at random moments and resumed, or
-//! stopped with Ctrl-C (SIGINT) and resumed, ends bit-identical to the same run uninterrupted;
-//! bad checkpoints, NaN losses and misuse of --resume get clear messages.
+//! stopped with Ctrl-C (SIGINT), SIGTERM or SIGHUP and resumed, or resumed on data that moved,
+//! ends bit-identical to the same run uninterrupted; bad checkpoints, NaN losses and misuse of
+//! --resume get clear messages.
 
 mod common;
 use common::*;
+use imdb_lstm::cli::train::LOCK_FILE;
 use imdb_lstm::model_file;
 use imdb_lstm::report::read_history;
 use imdb_lstm::train::checkpoint;
@@ -77,12 +79,12 @@ fn assert_same_checkpoint(a: &Path, b: &Path) {
     assert_eq!(a.state.rng, b.state.rng);
 }
 
-/// No temp file of an interrupted write stays behind.
+/// No temp file of an interrupted write stays behind (the run folder's lock file stays, by design).
 fn assert_no_temp_files(dir: &Path) {
     let left: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
+        .filter(|n| n.starts_with('.') && n != LOCK_FILE)
         .collect();
     assert!(
         left.is_empty(),
@@ -164,16 +166,18 @@ fn sigkill_at_random_moments_then_resume_is_bit_identical() {
     );
 }
 
-#[test]
-fn ctrl_c_stops_cleanly_and_resumes_identically() {
-    let tmp = tempfile::tempdir().unwrap();
-    let archive = tiny_archive(tmp.path(), 120);
-    let reference = tmp.path().join("reference");
-    let (code, _, err) = run(&mut fresh(&archive, &reference));
-    assert_eq!(code, 0, "{err}");
-
-    let dir = tmp.path().join("interrupted");
-    let child = fresh(&archive, &dir)
+/// Starts a run into `dir`, sends it `signal` (a `kill` name: INT, TERM, HUP) once its first
+/// epoch is done, and checks that it stops with exit `code` and one line naming `name` and how to
+/// resume, its checkpoint kept; `--resume` then ends bit-identical to `reference`.
+fn stops_cleanly_and_resumes_identically(
+    archive: &Path,
+    reference: &Path,
+    dir: &Path,
+    signal: &str,
+    code: i32,
+    name: &str,
+) {
+    let child = fresh(archive, dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -185,26 +189,119 @@ fn ctrl_c_stops_cleanly_and_resumes_identically() {
         std::thread::sleep(Duration::from_millis(2));
     }
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert_eq!(out.status.code(), Some(code), "SIG{signal}: {err}");
     assert!(
-        err.contains("Ctrl-C") && err.contains(&format!("--resume {}", dir.display())),
+        err.starts_with(&format!("error: stopped by {name} during epoch "))
+            && err.contains("checkpoint.safetensors")
+            && err.contains(&format!("--resume {}", dir.display())),
         "{err}"
     );
-    assert_eq!(err.trim_end().lines().count(), 1, "one clear line: {err}");
-    let ck = checkpoint::load(&dir).unwrap();
+    assert!(
+        err.trim_end().lines().count() == 1 && !err.contains("  "),
+        "one clear line: {err}"
+    );
+    let ck = checkpoint::load(dir).unwrap();
     assert!(!ck.finished);
     assert!((1..8).contains(&ck.state.epochs_done()), "{ck:?}");
 
+    let (code, _, err) = run(&mut resume(dir));
+    assert_eq!(code, 0, "{err}");
+    assert!(outcome(dir) == outcome(reference));
+    assert_same_checkpoint(dir, reference);
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_resumes_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 120);
+    let reference = tmp.path().join("reference");
+    let (code, _, err) = run(&mut fresh(&archive, &reference));
+    assert_eq!(code, 0, "{err}");
+    let dir = tmp.path().join("interrupted");
+    stops_cleanly_and_resumes_identically(&archive, &reference, &dir, "INT", 130, "Ctrl-C");
+}
+
+/// SIGTERM (what `kill`, systemd and container runtimes send) and SIGHUP (the terminal closed)
+/// stop like Ctrl-C, with the shell's exit codes 143 and 129; they used to kill the run with
+/// no word.
+#[test]
+fn sigterm_and_sighup_stop_cleanly_and_resume_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 120);
+    let reference = tmp.path().join("reference");
+    let (code, _, err) = run(&mut fresh(&archive, &reference));
+    assert_eq!(code, 0, "{err}");
+    let dir = tmp.path().join("terminated");
+    stops_cleanly_and_resumes_identically(&archive, &reference, &dir, "TERM", 143, "SIGTERM");
+    let dir = tmp.path().join("hung_up");
+    stops_cleanly_and_resumes_identically(&archive, &reference, &dir, "HUP", 129, "SIGHUP");
+}
+
+/// Data that moved since the run started: `--resume DIR --data NEW` continues bit-identical and
+/// records the new place; other data is refused; without `--data` the message says how.
+#[test]
+fn resume_with_data_that_moved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 120);
+    let reference = tmp.path().join("reference");
+    let (code, _, err) = run(&mut fresh(&archive, &reference));
+    assert_eq!(code, 0, "{err}");
+
+    let dir = tmp.path().join("run");
+    let mut child = fresh(&archive, &dir).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while checkpoint::load(&dir).map_or(0, |c| c.state.epochs_done()) < 1 {
+        assert!(Instant::now() < deadline, "the first epoch never ended");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let moved_dir = tmp.path().join("moved");
+    std::fs::create_dir(&moved_dir).unwrap();
+    let moved = moved_dir.join("imdb.tar.gz");
+    std::fs::rename(&archive, &moved).unwrap();
+
     let (code, _, err) = run(&mut resume(&dir));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("tiny_imdb.tar.gz, is gone")
+            && err.contains(&format!(
+                "`imdb-lstm train --resume {} --data PATH`",
+                dir.display()
+            ))
+            && err.trim_end().lines().count() == 1
+            && !err.contains("  "),
+        "{err}"
+    );
+
+    // The same reviews with one training review's words changed: other sequences.
+    let other = archive_with(&tmp.path().join("other.tar.gz"), 120, |split, id| {
+        split == "train" && id == 5
+    });
+    let (code, _, err) = run(resume(&dir).arg("--data").arg(&other));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("other.tar.gz is not the data the run in")
+            && err.trim_end().lines().count() == 1
+            && !err.contains("  "),
+        "{err}"
+    );
+
+    let (code, _, err) = run(resume(&dir).arg("--data").arg(&moved));
     assert_eq!(code, 0, "{err}");
     assert!(outcome(&dir) == outcome(&reference));
     assert_same_checkpoint(&dir, &reference);
+    assert_eq!(
+        checkpoint::load(&dir).unwrap().spec.data,
+        std::fs::canonicalize(&moved).unwrap(),
+        "the checkpoint records where the data is now"
+    );
 }
 
 #[test]

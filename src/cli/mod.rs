@@ -67,7 +67,8 @@ pub struct DataArgs {
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Continue the run in RUN_DIR from its last checkpoint (saved after every epoch) with that
-    /// run's own settings and data; only --quiet, --log-format and the same --threads may be given.
+    /// run's own settings and data; only --quiet, --log-format, the same --threads and --data (the
+    /// run's data, if it moved) may be given.
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = RESUME_CONFLICTS)]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
@@ -75,6 +76,9 @@ pub struct TrainArgs {
     /// Run folder for the model, history and pictures [default: a new folder under runs/].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Start a new run in an --out folder that already holds a run's files, replacing them.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Passes over the training data.
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
@@ -146,11 +150,12 @@ pub struct TrainArgs {
     pub log_format: LogFormat,
 }
 
-/// The `train` flags that choose a run's settings: `--resume` takes them from the checkpoint,
-/// so giving any of them with it is an error.
+/// The `train` flags that choose a run's settings (`--resume` takes them from the checkpoint)
+/// or start a new run, so giving any of them with it is an error. `--data` is allowed: data that
+/// moved, checked against the checkpoint's fingerprint.
 const RESUME_CONFLICTS: [&str; 20] = [
-    "data",
     "out",
+    "overwrite",
     "epochs",
     "batch_size",
     "num_words",
@@ -342,9 +347,11 @@ pub fn main_with(cli: Cli) -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            let interrupted = e.downcast_ref::<train::Interrupted>().is_some();
+            let code = e
+                .downcast_ref::<train::Stopped>()
+                .map_or(1, |s| s.exit_code);
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(if interrupted { 130 } else { 1 })
+            std::process::ExitCode::from(code)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `imdb-lstm train`: the tutorial end to end — data, model, fit, save, pictures — with a
-//! checkpoint after every epoch, `--resume`, a clean stop on Ctrl-C and early stopping.
+//! checkpoint after every epoch, `--resume`, a clean stop on Ctrl-C, SIGTERM or SIGHUP, early
+//! stopping, and a run folder that one process at a time may write.
 
 use super::{TrainArgs, TrainPlan};
 use crate::data::{self, Dataset, Encoded};
@@ -9,14 +10,29 @@ use crate::report;
 use crate::train::checkpoint::{self, Checkpoint, RunSpec};
 use crate::train::history::History;
 use crate::train::progress::{LogFormat, Progress};
-use crate::train::{run_epoch_until, EarlyStopper, Split, TrainState};
+use crate::train::{run_epoch_until, EarlyStopper, Interrupted, Split, TrainState};
 use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::ffi::c_int;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-/// The run was stopped by Ctrl-C (exit code 130); defined with the fit loop that returns it.
-pub use crate::train::Interrupted;
+/// Training was stopped by a signal between two batches, its last checkpoint kept. The exit code
+/// is the shell's for that signal, 128 + its number: 130 for Ctrl-C, 143 for SIGTERM.
+#[derive(Debug)]
+pub struct Stopped {
+    pub exit_code: u8,
+    message: String,
+}
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+impl std::error::Error for Stopped {}
 
 /// Print unless quiet (the tutorial's console output goes to stdout). A closed or full stdout
 /// never stops a training run: the model and history still land in the run folder.
@@ -60,30 +76,131 @@ fn first(e: &Encoded, n: usize) -> Encoded {
     e.subset(&idx)
 }
 
-/// A new folder under runs/ named by the time, made unique.
-fn new_run_dir() -> PathBuf {
-    let stamp = TrainingFacts::now_date().replace(':', "-");
-    let base = Path::new("runs").join(&stamp);
-    let mut dir = base.clone();
-    let mut k = 2;
-    while dir.exists() {
-        dir = PathBuf::from(format!("{}-{k}", base.display()));
-        k += 1;
-    }
-    dir
+fn cannot_create(dir: &Path) -> String {
+    format!(
+        "cannot create the run folder {}: choose another with --out",
+        dir.display()
+    )
 }
 
-/// Create the run folder and prove it is writable before any training time is spent.
-/// Returns the folder and whether this call created it.
-fn prepare_run_dir(out: Option<&Path>) -> Result<(PathBuf, bool)> {
-    let dir = out.map(Path::to_path_buf).unwrap_or_else(new_run_dir);
-    let created = !dir.exists();
-    std::fs::create_dir_all(&dir).with_context(|| {
-        format!(
-            "cannot create the run folder {}: choose another with --out",
+/// A new folder under runs/ named by the time; made with `create_dir`, so two runs started in
+/// the same second get two folders.
+fn new_run_dir() -> Result<PathBuf> {
+    let stamp = TrainingFacts::now_date().replace(':', "-");
+    let runs = Path::new("runs");
+    std::fs::create_dir_all(runs).with_context(|| cannot_create(runs))?;
+    let mut k = 1;
+    loop {
+        let dir = match k {
+            1 => runs.join(&stamp),
+            _ => runs.join(format!("{stamp}-{k}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => k += 1,
+            Err(e) => return Err(e).with_context(|| cannot_create(&dir)),
+        }
+    }
+}
+
+/// The files a run writes into its folder.
+const RUN_FILES: [&str; 8] = [
+    checkpoint::CHECKPOINT_FILE,
+    "model.safetensors",
+    "history.json",
+    "history.csv",
+    "history.png",
+    "history.svg",
+    "model.svg",
+    "model.dot",
+];
+
+/// The hidden file in a run folder that the `train` writing it holds locked (an OS lock, gone
+/// with the process however it ends). It stays in the folder: deleting it would let a process
+/// that opened it a moment before lock a file that the next one no longer sees.
+pub const LOCK_FILE: &str = ".imdb-lstm.lock";
+
+/// Locks the run folder `dir` for this process until the returned file is dropped; another
+/// process holding it gets one line ending with `if_busy`.
+fn lock_run_dir(dir: &Path, if_busy: &str, if_unwritable: &str) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+        .with_context(|| {
+            format!(
+                "the run folder {} is not writable (cannot create {LOCK_FILE} in it): \
+                 {if_unwritable}",
+                dir.display()
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => bail!(
+            "the run folder {} is in use by another `imdb-lstm train` (it holds {LOCK_FILE} \
+             locked): {if_busy}",
             dir.display()
-        )
-    })?;
+        ),
+        Err(TryLockError::Error(e)) => {
+            bail!(
+                "cannot lock the run folder {} ({e}): {if_unwritable}",
+                dir.display()
+            )
+        }
+    }
+}
+
+/// A new run's folder, locked.
+struct RunDir {
+    path: PathBuf,
+    /// This run made the folder (so it may remove it again if the data fails to load).
+    created: bool,
+    _lock: File,
+}
+
+/// Creates (or takes) the run folder, locks it, refuses it when it already holds a run's files
+/// (unless `overwrite`), and proves it writable: all before any training time is spent. A folder
+/// that is in use or holds a run is left exactly as it was.
+fn prepare_run_dir(out: Option<&Path>, overwrite: bool) -> Result<RunDir> {
+    let (dir, created) = match out {
+        Some(dir) => {
+            let created = !dir.exists();
+            std::fs::create_dir_all(dir).with_context(|| cannot_create(dir))?;
+            (dir.to_path_buf(), created)
+        }
+        None => (new_run_dir()?, true),
+    };
+    let lock = lock_run_dir(
+        &dir,
+        "wait for that run to end, or choose another --out",
+        "choose another with --out",
+    )?;
+    let ck_path = checkpoint::path_in(&dir);
+    if !overwrite {
+        if ck_path.exists() {
+            bail!(
+                "{} already holds a run ({}): continue it with `imdb-lstm train --resume {}`, \
+                 start it over with --overwrite, or choose another --out",
+                dir.display(),
+                ck_path.display(),
+                dir.display()
+            );
+        }
+        let found: Vec<&str> = RUN_FILES
+            .into_iter()
+            .filter(|f| dir.join(f).symlink_metadata().is_ok())
+            .collect();
+        if !found.is_empty() {
+            bail!(
+                "{} already holds a run's files ({}): give --overwrite to replace them, or \
+                 choose another --out",
+                dir.display(),
+                found.join(", ")
+            );
+        }
+    }
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"ok").with_context(|| {
         format!(
@@ -92,51 +209,82 @@ fn prepare_run_dir(out: Option<&Path>) -> Result<(PathBuf, bool)> {
         )
     })?;
     let _ = std::fs::remove_file(&probe);
-    Ok((dir, created))
+    Ok(RunDir {
+        path: dir,
+        created,
+        _lock: lock,
+    })
 }
 
-/// Set by the Ctrl-C handler; the fit loop checks it between batches.
+/// Set by the first stop signal; the fit loop checks it between batches.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// The number of the signal that set [`STOP`].
+static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
-/// Installs the Ctrl-C handler (once per process): the first Ctrl-C asks the fit loop to stop
-/// after the current batch; a second one exits at once (the checkpoint on disk is always
-/// whole, since it is replaced by a rename).
-fn install_ctrlc() -> Result<&'static AtomicBool> {
+/// The signals that stop training cleanly, and how messages name them.
+#[cfg(unix)]
+const STOP_SIGNALS: &[(c_int, &str)] = &[
+    (signal_hook::consts::SIGINT, "Ctrl-C"),
+    (signal_hook::consts::SIGTERM, "SIGTERM"),
+    (signal_hook::consts::SIGHUP, "SIGHUP"),
+];
+#[cfg(not(unix))]
+const STOP_SIGNALS: &[(c_int, &str)] = &[
+    (signal_hook::consts::SIGINT, "Ctrl-C"),
+    (signal_hook::consts::SIGTERM, "SIGTERM"),
+];
+
+/// Installs the handlers of [`STOP_SIGNALS`] (once per process): the first signal asks the fit
+/// loop to stop after the current batch; a second one exits at once with its code (the
+/// checkpoint on disk is always whole, since it is replaced by a rename).
+fn install_stop_signals() -> Result<&'static AtomicBool> {
     static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     INSTALLED
         .get_or_init(|| {
-            ctrlc::set_handler(|| {
-                if STOP.swap(true, Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-            })
-            .map_err(|e| e.to_string())
+            for &(sig, _) in STOP_SIGNALS {
+                // Actions run in this order: the exit only once STOP was set by an earlier one.
+                signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, &STOP)
+                    .and_then(|_| signal_hook::flag::register_usize(sig, &SIGNAL, sig as usize))
+                    .and_then(|_| signal_hook::flag::register(sig, &STOP))
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
         })
         .clone()
-        .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C handler: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot install the Ctrl-C and SIGTERM handlers: {e}"))?;
     Ok(&STOP)
+}
+
+/// The error for a run stopped by a signal during epoch `done + 1`.
+fn stopped(done: usize, ck_path: &Path, dir: &Path) -> anyhow::Error {
+    let sig = SIGNAL.load(Ordering::SeqCst) as c_int;
+    let name = STOP_SIGNALS
+        .iter()
+        .find(|(s, _)| *s == sig)
+        .map_or("a signal", |(_, name)| name);
+    Stopped {
+        exit_code: u8::try_from(128 + sig).unwrap_or(130),
+        message: format!(
+            "stopped by {name} during epoch {}; the checkpoint after epoch {done} is kept in {}: \
+             continue the run with `imdb-lstm train --resume {}`",
+            done + 1,
+            ck_path.display(),
+            dir.display()
+        ),
+    }
+    .into()
 }
 
 /// Removes temp files that a killed process left behind while writing the run's outputs
 /// (the writes go to `.NAME...tmp...` files in the run folder, then are renamed).
 fn remove_stale_temp_files(dir: &Path) {
-    const OUTPUTS: [&str; 8] = [
-        checkpoint::CHECKPOINT_FILE,
-        "model.safetensors",
-        "history.json",
-        "history.csv",
-        "history.png",
-        "history.svg",
-        "model.svg",
-        "model.dot",
-    ];
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let ours = OUTPUTS
+        let ours = RUN_FILES
             .iter()
             .any(|f| name.starts_with(&format!(".{f}.")) && name.contains("tmp"));
         if ours {
@@ -186,7 +334,7 @@ fn prepare_data(source: &Path, plan: &TrainPlan, quiet: bool) -> Result<(Prepare
     ))
 }
 
-/// How this invocation reports (the only flags `--resume` takes besides `--threads`).
+/// How this invocation reports (the only flags `--resume` takes besides `--threads` and `--data`).
 struct Output {
     quiet: bool,
     log_format: LogFormat,
@@ -206,18 +354,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         return resume(args, dir, &out, started);
     }
     let plan = args.plan()?;
-    let (dir, created) = prepare_run_dir(args.out.as_deref())?;
-    let ck_path = checkpoint::path_in(&dir);
-    if ck_path.exists() {
-        bail!(
-            "{} already holds a run ({}): continue it with `imdb-lstm train --resume {}`, or \
-             choose another --out",
-            dir.display(),
-            ck_path.display(),
-            dir.display()
-        );
-    }
-    remove_stale_temp_files(&dir);
+    let run_dir = prepare_run_dir(args.out.as_deref(), args.overwrite)?;
+    let dir = run_dir.path.as_path();
+    remove_stale_temp_files(dir);
     say!(out.quiet, "Loading data...");
     let loaded = data::resolve_source(args.data.data.as_deref(), !out.quiet).and_then(|source| {
         // Absolute, so `--resume` finds the data from any working folder.
@@ -228,12 +367,24 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let (source, prepared, fp) = match loaded {
         Ok(v) => v,
         Err(e) => {
-            if created {
-                let _ = std::fs::remove_dir(&dir); // only if still empty: nothing of the user's is lost
+            if run_dir.created {
+                let _ = std::fs::remove_file(dir.join(LOCK_FILE));
+                let _ = std::fs::remove_dir(dir); // only if still empty: nothing of the user's is lost
             }
             return Err(e);
         }
     };
+    if args.overwrite {
+        // Only now that the data is good: a run that cannot start leaves the old one whole.
+        for f in RUN_FILES {
+            match std::fs::remove_file(dir.join(f)) {
+                Err(e) if e.kind() != ErrorKind::NotFound => {
+                    bail!("--overwrite: cannot remove {}: {e}", dir.join(f).display())
+                }
+                _ => {}
+            }
+        }
+    }
     let spec = RunSpec {
         model: plan.model.clone(),
         preprocessing: plan.pre.clone(),
@@ -251,24 +402,37 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         finished: false,
     };
     // The epoch-0 checkpoint: from here on, `--resume` can continue the run.
-    checkpoint::save(&dir, &ck)?;
+    checkpoint::save(dir, &ck)?;
     say!(out.quiet, "Build model...");
     say!(
         out.quiet,
         "{}",
         report::summary::summary(&plan.model, &plan.pre, Some(prepared.ds.vocab.len()))
     );
-    fit_and_finish(ck, &plan, &prepared, &dir, &out, started)
+    fit_and_finish(ck, &plan, &prepared, dir, &out, started)
 }
 
-/// `--resume RUN_DIR`: the run's own settings and data from its checkpoint.
-fn resume(args: &TrainArgs, dir: &Path, out: &Output, started: Instant) -> Result<()> {
-    let ck = checkpoint::load(dir)?;
-    let dir = if dir.is_file() {
-        super::parent_dir(dir)
+/// `--resume RUN_DIR`: the run's own settings and data from its checkpoint (the data from
+/// `--data` when it moved). `$IMDB_LSTM_DATA` is not consulted: it chooses the data of new runs,
+/// and a run continues on its own data, found where it was or where `--data` says.
+fn resume(args: &TrainArgs, given: &Path, out: &Output, started: Instant) -> Result<()> {
+    let dir = if given.is_file() {
+        super::parent_dir(given)
     } else {
-        dir.to_path_buf()
+        given.to_path_buf()
     };
+    // Locked before the checkpoint is read, so it is the last one written; a folder without a
+    // checkpoint is left untouched for `checkpoint::load` to explain.
+    let _lock = if given.is_file() || checkpoint::path_in(&dir).exists() {
+        Some(lock_run_dir(
+            &dir,
+            "wait for that run to end (resume it if it was stopped)",
+            "the run can only continue in a folder it can write",
+        )?)
+    } else {
+        None
+    };
+    let mut ck = checkpoint::load(given)?;
     remove_stale_temp_files(&dir);
     let spec = &ck.spec;
     if let Some(t) = args.threads {
@@ -304,16 +468,44 @@ fn resume(args: &TrainArgs, dir: &Path, out: &Output, started: Instant) -> Resul
         spec.train.threads
     );
     let plan = plan_of(spec);
-    say!(out.quiet, "Loading data from {}...", spec.data.display());
-    let (prepared, fp) = prepare_data(&spec.data, &plan, out.quiet)
+    let source = match &args.data.data {
+        Some(flag) => {
+            let p = data::resolve_source(Some(flag), false)?;
+            std::fs::canonicalize(&p).unwrap_or(p)
+        }
+        None if !spec.data.exists() => bail!(
+            "the data of the run in {}, {}, is gone: if it moved, give its new place with \
+             `imdb-lstm train --resume {} --data PATH`",
+            dir.display(),
+            spec.data.display(),
+            dir.display()
+        ),
+        None => spec.data.clone(),
+    };
+    say!(out.quiet, "Loading data from {}...", source.display());
+    let (prepared, fp) = prepare_data(&source, &plan, out.quiet)
         .with_context(|| format!("cannot reload the data of the run in {}", dir.display()))?;
     if fp != ck.data_fingerprint {
+        if args.data.data.is_some() {
+            bail!(
+                "--data {} is not the data the run in {} was trained on (it gives other \
+                 sequences): give that run's data (it was {}), or start a new run",
+                source.display(),
+                dir.display(),
+                spec.data.display()
+            );
+        }
         bail!(
             "the data at {} no longer gives the sequences the run in {} was trained on (the \
              file changed?): it cannot be resumed exactly; start a new run",
             spec.data.display(),
             dir.display()
         );
+    }
+    if source != ck.spec.data {
+        // The same data in a new place: record it, so the next resume finds it.
+        ck.spec.data = source;
+        checkpoint::save(&dir, &ck)?;
     }
     fit_and_finish(ck, &plan, &prepared, &dir, out, started)
 }
@@ -357,7 +549,7 @@ fn fit_and_finish(
             }
         );
     }
-    let stop = install_ctrlc()?;
+    let stop = install_stop_signals()?;
     let ck_path = checkpoint::path_in(dir);
     let mut engine = Engine::new(&plan.model, plan.train.threads);
     let mut progress = Progress::new(out.log_format, out.silent);
@@ -391,12 +583,7 @@ fn fit_and_finish(
                     ck_path.display()
                 );
                 if e.is::<Interrupted>() {
-                    return Err(e.context(format!(
-                        "stopped by Ctrl-C during epoch {}; {kept}: continue the run with \
-                         `imdb-lstm train --resume {}`",
-                        done + 1,
-                        dir.display()
-                    )));
+                    return Err(stopped(done, &ck_path, dir));
                 }
                 return Err(e.context(format!(
                     "training stopped; {kept} (the last good state; resuming would repeat the \
@@ -415,6 +602,10 @@ fn fit_and_finish(
                     es.wait,
                     es.best_epoch.unwrap_or(0)
                 );
+                progress.event(
+                    "early_stopping",
+                    json!({"epoch": record.epoch, "best_epoch": es.best_epoch}),
+                );
             }
         }
         checkpoint::save(dir, &ck)?;
@@ -432,6 +623,7 @@ fn fit_and_finish(
     if let Some((epoch, best)) = restored {
         params.data.copy_from_slice(best);
         say!(quiet, "Restoring the weights of the best epoch, {epoch}");
+        progress.event("restored_best_weights", json!({"epoch": epoch}));
     }
     // With validation on the test set (never with early stopping), the last epoch's numbers
     // are the test score.
@@ -478,6 +670,14 @@ fn fit_and_finish(
     checkpoint::save(dir, &ck)?;
     say!(quiet, "Test score: {test_loss:.6}");
     say!(quiet, "Test accuracy: {test_acc:.6}");
+    progress.event(
+        "test",
+        json!({"test_loss": test_loss, "test_accuracy": test_acc}),
+    );
+    progress.event(
+        "saved",
+        json!({"model": model_path.display().to_string(), "run_folder": dir.display().to_string()}),
+    );
     say!(
         quiet,
         "Saved {} (history.json, history.csv, history.png, model.svg beside it)",

@@ -145,8 +145,8 @@ fn draw_mask(
     );
 }
 
-/// The run was stopped by a request (Ctrl-C) between two batches; the epoch in progress is lost
-/// and the caller keeps its last checkpoint. The command line maps it to exit code 130.
+/// The run was stopped by a request (the `stop` flag: Ctrl-C, SIGTERM, ...) between two batches;
+/// the epoch in progress is lost and the caller keeps its last checkpoint.
 #[derive(Debug)]
 pub struct Interrupted;
 impl std::fmt::Display for Interrupted {

@@ -1,10 +1,11 @@
 //! Keras-like progress output: a bar on stderr when it is a terminal, one line per epoch
-//! otherwise (logs, CI), one JSON object per epoch on stdout with `--log-format json`, or
-//! nothing with `--quiet`.
+//! otherwise (logs, CI), one JSON object per epoch and per event on stdout with
+//! `--log-format json`, or nothing with `--quiet`.
 
 use super::history::EpochRecord;
 use super::Observer;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
 /// How training reports itself.
@@ -12,7 +13,8 @@ use std::io::{IsTerminal, Write};
 pub enum LogFormat {
     /// A progress bar on a terminal, else one line per epoch (Keras's verbose=1 / verbose=2).
     Text,
-    /// One JSON object per epoch on stdout.
+    /// One JSON object per line on stdout, each with an "event": "epoch" for every epoch, then
+    /// what ends the run ("early_stopping", "restored_best_weights", "test", "saved").
     Json,
 }
 
@@ -40,6 +42,23 @@ impl Progress {
     /// The run's total epochs, shown in each epoch's header.
     pub fn set_epochs(&mut self, epochs: usize) {
         self.epochs = epochs;
+    }
+
+    /// In json mode (unless quiet), one line on stdout: `{"event": EVENT, ...fields}`. A closed
+    /// or full stdout never stops training.
+    pub fn event(&self, event: &str, fields: impl Serialize) {
+        #[derive(Serialize)]
+        struct Line<'a, T> {
+            event: &'a str,
+            #[serde(flatten)]
+            fields: T,
+        }
+        if self.quiet || self.format != LogFormat::Json {
+            return;
+        }
+        if let Ok(line) = serde_json::to_string(&Line { event, fields }) {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
     }
 
     /// Remove the bar (on interrupt or error) so the next message starts on a clean line.
@@ -135,10 +154,7 @@ impl Observer for Progress {
             return;
         }
         match self.format {
-            LogFormat::Json => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default());
-            }
+            LogFormat::Json => self.event("epoch", r),
             LogFormat::Text => match had_bar {
                 Some(steps) => {
                     eprintln!("{steps}/{steps} - {:.1}s - {}", r.seconds, metrics_line(r))
