@@ -9,6 +9,7 @@
 pub mod atomic;
 pub mod cli;
 pub mod data;
+pub mod infer;
 pub mod model_file;
 pub mod nn;
 pub mod report;

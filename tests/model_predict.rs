@@ -1,8 +1,8 @@
 //! save -> load -> predict gives bit-identical probabilities on raw strings.
 
 mod common;
-use imdb_lstm::cli::predict::predict_texts;
 use imdb_lstm::data::{self, Preprocessing};
+use imdb_lstm::infer::Classifier;
 use imdb_lstm::model_file::{self, ModelFile};
 use imdb_lstm::nn::{Engine, ModelConfig, Params};
 use imdb_lstm::train::{run_epoch, Silent, Split, TrainConfig, TrainState};
@@ -59,17 +59,14 @@ fn saved_model_predicts_bit_identically() {
         "Ünïcödé <br />words and 123 numbers".into(),
         "x".repeat(5000),
     ];
-    engine.refresh(&state.params);
-    let before = predict_texts(&file, &state.params, &mut engine, &texts);
+    let before = Classifier::new(file.clone(), state.params.clone(), 2).probabilities(&texts);
 
     let path = tmp.path().join("model.safetensors");
     model_file::save(&path, &file).unwrap();
     let loaded = model_file::load(&path).unwrap();
     let params = Params::from_named(&loaded.config, &loaded.tensors).unwrap();
     assert_eq!(params.data, state.params.data);
-    let mut engine2 = Engine::new(&loaded.config, 2);
-    engine2.refresh(&params);
-    let after = predict_texts(&loaded, &params, &mut engine2, &texts);
+    let after = Classifier::load(&path, 2).unwrap().probabilities(&texts);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&before), bits(&after));
     // And the file's preprocessing rebuilds the very rows training used.

@@ -289,9 +289,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         training: None,
         tensors: vec![],
     };
+    let mut model = crate::infer::Classifier::new(file, state.params.clone(), threads);
+    model.probabilities(&texts[..1]); // builds the inference table, as the engine above had
     let t = Instant::now();
     for chunk in texts.chunks(1024) {
-        super::predict::predict_texts(&file, &state.params, &mut engine, chunk);
+        model.probabilities(chunk);
     }
     println!(
         "inference from raw text (tokenise + encode + model), batch 1024: {:.0} reviews/s",

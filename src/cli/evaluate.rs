@@ -2,7 +2,7 @@
 //! vocabulary and preprocessing.
 
 use super::DataArgs;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -24,80 +24,24 @@ pub struct EvaluateArgs {
     pub threads: Option<usize>,
 }
 
-/// Binary classification metrics at threshold 0.5.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Metrics {
-    pub loss: f64,
-    pub accuracy: f64,
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-    /// [[true negatives, false positives], [false negatives, true positives]]
-    pub confusion: [[usize; 2]; 2],
-    pub count: usize,
-}
-
-/// Metrics from logits and 0/1 labels.
-pub fn metrics(logits: &[f32], y: &[f32]) -> Metrics {
-    let mut c = [[0usize; 2]; 2];
-    let mut loss = 0.0;
-    for (&z, &t) in logits.iter().zip(y) {
-        let (truth, pred) = ((t > 0.5) as usize, (z > 0.0) as usize);
-        c[truth][pred] += 1;
-        loss += crate::nn::model::bce_from_logit(z as f64, t as f64);
-    }
-    let n = logits.len().max(1) as f64;
-    let (tp, fp, fneg) = (c[1][1] as f64, c[0][1] as f64, c[1][0] as f64);
-    let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
-    let recall = if tp + fneg > 0.0 {
-        tp / (tp + fneg)
-    } else {
-        0.0
-    };
-    let f1 = if precision + recall > 0.0 {
-        2.0 * precision * recall / (precision + recall)
-    } else {
-        0.0
-    };
-    Metrics {
-        loss: loss / n,
-        accuracy: (c[0][0] + c[1][1]) as f64 / n,
-        precision,
-        recall,
-        f1,
-        confusion: c,
-        count: logits.len(),
-    }
-}
-
 pub fn run(args: &EvaluateArgs) -> Result<()> {
-    super::threads(args.threads)?;
+    let threads = super::threads(args.threads)?;
     if args.limit == Some(0) {
         bail!("--limit 0: use at least 1 review (or leave --limit out to use them all)");
     }
-    let (m, params, mut engine) = super::load_model(&args.model, args.threads)?;
-    m.preprocessing
-        .validate()
-        .with_context(|| args.model.display().to_string())?;
+    let mut model = crate::infer::Classifier::load(&args.model, threads)?;
     let source = crate::data::resolve_source(args.data.data.as_deref(), !args.json)?;
     let raw = crate::data::load_reviews(&source)?;
     // Same order as training saw (prepare's shuffle), so --limit picks the same reviews.
-    let seed = m.training.as_ref().map(|t| t.seed).unwrap_or(0);
-    let vocab = crate::data::Vocabulary::from_words(m.vocabulary.clone());
-    let pre = &m.preprocessing;
+    let seed = model.file.training.as_ref().map(|t| t.seed).unwrap_or(0);
     let (_, mut order) = crate::data::shuffled_orders(raw.train.len(), raw.test.len(), seed);
     if let Some(n) = args.limit {
         order.truncate(n);
     }
-    let mut ids = Vec::with_capacity(order.len() * pre.maxlen);
-    let mut y = Vec::with_capacity(order.len());
-    for &i in &order {
-        ids.extend(pre.encode_padded(&vocab, &raw.test[i].text));
-        y.push(raw.test[i].label as f32);
-    }
-    let mut logits = vec![0.0; y.len()];
-    engine.predict_logits(&params, &ids, &mut logits);
-    let r = metrics(&logits, &y);
+    let texts: Vec<&str> = order.iter().map(|&i| raw.test[i].text.as_str()).collect();
+    let y: Vec<f32> = order.iter().map(|&i| raw.test[i].label as f32).collect();
+    let ids = model.encode(&texts);
+    let r = crate::infer::metrics(&model.logits(&ids), &y);
     let lines = if args.json {
         vec![serde_json::to_string(&r)?]
     } else {
@@ -124,20 +68,4 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         ]
     };
     super::predict::write_stdout(lines, "the metrics")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_by_hand() {
-        // truth: 1 1 1 0 0 ; predicted: 1 1 0 1 0
-        let r = metrics(&[2.0, 1.0, -1.0, 0.5, -3.0], &[1.0, 1.0, 1.0, 0.0, 0.0]);
-        assert_eq!(r.confusion, [[1, 1], [1, 2]]);
-        assert!((r.accuracy - 0.6).abs() < 1e-12);
-        assert!((r.precision - 2.0 / 3.0).abs() < 1e-12);
-        assert!((r.recall - 2.0 / 3.0).abs() < 1e-12);
-        assert!((r.f1 - 2.0 / 3.0).abs() < 1e-12);
-    }
 }

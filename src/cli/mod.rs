@@ -10,7 +10,7 @@ use crate::data::{Preprocessing, Side};
 use crate::nn::ModelConfig;
 use crate::train::progress::LogFormat;
 use crate::train::{EarlyStopping, MaskMode, TrainConfig};
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -422,22 +422,4 @@ pub fn parent_dir(file: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-/// Load a model file and build its inference engine.
-pub fn load_model(
-    path: &Path,
-    threads: Option<usize>,
-) -> Result<(
-    crate::model_file::ModelFile,
-    crate::nn::Params,
-    crate::nn::Engine,
-)> {
-    let m = crate::model_file::load(path)?;
-    let params = crate::nn::Params::from_named(&m.config, &m.tensors)
-        .with_context(|| format!("{}", path.display()))?;
-    let threads = self::threads(threads)?;
-    let mut engine = crate::nn::Engine::new(&m.config, threads);
-    engine.refresh(&params);
-    Ok((m, params, engine))
 }

@@ -78,27 +78,6 @@ fn read_file(f: &Path) -> Result<(String, String)> {
     }
 }
 
-/// Probabilities of positive for raw texts, through the model's own preprocessing.
-pub fn predict_texts(
-    m: &crate::model_file::ModelFile,
-    params: &crate::nn::Params,
-    engine: &mut crate::nn::Engine,
-    texts: &[impl AsRef<str>],
-) -> Vec<f32> {
-    let vocab = crate::data::Vocabulary::from_words(m.vocabulary.clone());
-    let pre = &m.preprocessing;
-    let mut ids = Vec::with_capacity(texts.len() * pre.maxlen);
-    for t in texts {
-        ids.extend(pre.encode_padded(&vocab, t.as_ref()));
-    }
-    let mut logits = vec![0.0; texts.len()];
-    engine.predict_logits(params, &ids, &mut logits);
-    logits
-        .iter()
-        .map(|&z| (1.0 / (1.0 + (-z as f64).exp())) as f32)
-        .collect()
-}
-
 /// `text` as one line of output: control and other invisible characters escaped as Rust's
 /// `escape_debug` writes them (`\n`, `\u{1b}`), so no input can print what looks like another
 /// prediction; `\` is escaped too, so no escape can be faked. Letters of any script and quotes
@@ -152,17 +131,14 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             None => bail!("no reviews given: pass them as arguments or with --file F (one per line, - for standard input)"),
         }
     }
-    let (m, params, mut engine) = super::load_model(&args.model, args.threads)?;
-    m.preprocessing
-        .validate()
-        .with_context(|| args.model.display().to_string())?;
+    let mut model = crate::infer::Classifier::load(&args.model, super::threads(args.threads)?)?;
     let batches = std::iter::from_fn(|| {
         let batch: Vec<_> = reviews.by_ref().take(BATCH).collect();
         (!batch.is_empty()).then_some(batch)
     });
     let lines = batches.flat_map(|batch| {
         let texts: Vec<&str> = batch.iter().map(|(_, r)| r.text).collect();
-        let probs = predict_texts(&m, &params, &mut engine, &texts);
+        let probs = model.probabilities(&texts);
         let mut stderr = std::io::stderr().lock();
         let mut lines = Vec::with_capacity(batch.len());
         for ((index, r), p) in batch.into_iter().zip(probs) {
