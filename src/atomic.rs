@@ -24,7 +24,7 @@ pub struct TempFile {
 }
 
 /// The folder holding `path` ("." for a bare file name).
-fn folder_of(path: &Path) -> PathBuf {
+pub fn folder_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -12,7 +12,7 @@ use crate::train::progress::LogFormat;
 use crate::train::{EarlyStopping, MaskMode, TrainConfig};
 use anyhow::{ensure, Result};
 use clap::{Args, Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Train and use the Keras IMDB LSTM sentiment classifier, fast, on a CPU.
 #[derive(Parser, Debug)]
@@ -176,19 +176,7 @@ const RESUME_CONFLICTS: [&str; 20] = [
     "no_restore_best",
 ];
 
-/// Everything `train` needs, checked.
-#[derive(Clone, Debug)]
-pub struct TrainPlan {
-    pub model: ModelConfig,
-    pub pre: Preprocessing,
-    pub train: TrainConfig,
-    /// Validation fraction of the training data (0.2 by default with early stopping); None
-    /// validates on the test set, as the tutorial does.
-    pub validation_split: Option<f64>,
-    pub limit: Option<usize>,
-    /// Early stopping on val_loss, when asked for.
-    pub early_stopping: Option<EarlyStopping>,
-}
+pub use crate::train::run::TrainPlan;
 
 impl TrainArgs {
     /// Check every flag; each error names the flag, the value and what to use.
@@ -416,10 +404,4 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The folder holding `file` ("." for a bare file name).
-pub fn parent_dir(file: &Path) -> PathBuf {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
+pub use crate::atomic::folder_of as parent_dir;

@@ -9,9 +9,10 @@ use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
 /// How training reports itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// A progress bar on a terminal, else one line per epoch (Keras's verbose=1 / verbose=2).
+    #[default]
     Text,
     /// One JSON object per line on stdout, each with an "event": "epoch" for every epoch, then
     /// what ends the run ("early_stopping", "restored_best_weights", "test", "saved").
