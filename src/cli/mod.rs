@@ -176,7 +176,7 @@ const RESUME_CONFLICTS: [&str; 20] = [
     "no_restore_best",
 ];
 
-pub use crate::train::run::TrainPlan;
+pub use crate::run::TrainPlan;
 
 impl TrainArgs {
     /// Check every flag; each error names the flag, the value and what to use.

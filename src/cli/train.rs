@@ -1,11 +1,11 @@
 //! `imdb-lstm train`: the flags become a checked [`TrainPlan`] and [`RunOptions`]; the run itself
-//! is the library's ([`crate::train::run`]).
+//! is the library's ([`crate::run`]).
 
 use super::{TrainArgs, TrainPlan};
-use crate::train::run::{self, RunOptions};
+use crate::run::{self, RunOptions};
 use anyhow::Result;
 
-pub use crate::train::run::{Stopped, LOCK_FILE};
+pub use crate::run::{Stopped, LOCK_FILE};
 
 /// A new run, or `--resume RUN_DIR`.
 pub fn run(args: &TrainArgs) -> Result<()> {

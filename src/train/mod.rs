@@ -4,7 +4,6 @@
 pub mod checkpoint;
 pub mod history;
 pub mod progress;
-pub mod run;
 
 use crate::nn::adam::{Adam, AdamConfig};
 use crate::nn::model::BatchStats;

@@ -1,20 +1,21 @@
-//! A training run end to end — data, model, fit, save, pictures — with a checkpoint after every
+//! A training run end to end — data, model, fit ([`crate::train`]), save, pictures
+//! ([`crate::report`]) — with a checkpoint after every
 //! epoch, resuming, a clean stop on Ctrl-C, SIGTERM or SIGHUP, early stopping, and a run folder
 //! that one process at a time may write. `imdb-lstm train` turns its flags into a [`TrainPlan`]
 //! and [`RunOptions`] and calls [`start`] or [`resume`].
 
-use super::checkpoint::{self, Checkpoint, RunSpec};
-use super::history::History;
-use super::progress::{LogFormat, Progress};
-use super::{
-    run_epoch_until, EarlyStopper, EarlyStopping, Interrupted, Split, TrainConfig, TrainState,
-};
 use crate::data::Preprocessing;
 use crate::data::{self, Dataset, Encoded};
 use crate::model_file::{self, ModelFile, TrainingFacts};
 use crate::nn::ModelConfig;
 use crate::nn::{Engine, Params};
 use crate::report;
+use crate::train::checkpoint::{self, Checkpoint, RunSpec};
+use crate::train::history::History;
+use crate::train::progress::{LogFormat, Progress};
+use crate::train::{
+    run_epoch_until, EarlyStopper, EarlyStopping, Interrupted, Split, TrainConfig, TrainState,
+};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::ffi::c_int;
