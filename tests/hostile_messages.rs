@@ -204,6 +204,23 @@ fn negative_numbers_are_values_of_numeric_flags() {
             vec!["bench", "--scaling-reviews", "-3"],
             "'-3' for '--scaling-reviews <SCALING_REVIEWS>'",
         ),
+        (
+            vec!["train", "--epochs", "-1"],
+            "'-1' for '--epochs <EPOCHS>'",
+        ),
+        (
+            vec!["train", "--maxlen", "-80"],
+            "'-80' for '--maxlen <MAXLEN>'",
+        ),
+        (vec!["train", "--limit", "-1"], "'-1' for '--limit <N>'"),
+        (
+            vec!["predict", "--model", "m", "--threads", "-2"],
+            "'-2' for '--threads <THREADS>'",
+        ),
+        (
+            vec!["evaluate", "--model", "m", "--limit", "-3"],
+            "'-3' for '--limit <N>'",
+        ),
     ] {
         let (code, out, err) = msgs_run_within(bin().args(&args), 60);
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -213,5 +230,19 @@ fn negative_numbers_are_values_of_numeric_flags() {
             "{args:?}: {err}"
         );
         eprintln!("{}", err.lines().next().unwrap());
+    }
+    // A negative fraction reaches the flag checks, which say what range to use.
+    for (args, line) in [
+        (
+            vec!["train", "--dropout", "-0.1"],
+            "error: --dropout -0.1 is outside [0, 1): use a fraction such as 0.2",
+        ),
+        (
+            vec!["train", "--learning-rate", "-1"],
+            "error: --learning-rate -1 must be a positive number (default 0.001)",
+        ),
+    ] {
+        let (code, _, err) = msgs_run_within(bin().args(&args), 60);
+        assert_eq!((code, err.trim_end()), (1, line), "{args:?}");
     }
 }

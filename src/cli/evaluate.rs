@@ -14,13 +14,13 @@ pub struct EvaluateArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Use only the first N test reviews (in the dataset's shuffled order for the seed the model was trained with).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<usize>,
     /// Print the metrics as one JSON object.
     #[arg(long)]
     pub json: bool,
     /// Worker threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }
 

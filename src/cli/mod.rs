@@ -80,16 +80,16 @@ pub struct TrainArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
     pub epochs: usize,
     /// Sequences per gradient step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true)]
     pub batch_size: usize,
     /// Vocabulary size: ids >= N become the out-of-vocabulary id 2 (Keras num_words).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, allow_negative_numbers = true)]
     pub num_words: usize,
     /// Tokens kept per review (Keras pad_sequences maxlen).
-    #[arg(long, default_value_t = 80)]
+    #[arg(long, default_value_t = 80, allow_negative_numbers = true)]
     pub maxlen: usize,
     /// Where zeros go in short reviews.
     #[arg(long, value_enum, default_value = "pre")]
@@ -98,16 +98,16 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "pre")]
     pub truncating: Side,
     /// Embedding width.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
     pub embed_dim: usize,
     /// LSTM units.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
     pub units: usize,
     /// Fraction of the LSTM's inputs dropped in training (Keras dropout), in [0, 1).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub dropout: f32,
     /// Fraction of the LSTM's recurrent state dropped in training (Keras recurrent_dropout), in [0, 1).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub recurrent_dropout: f32,
     /// Dropout masks: per-gate (a separate mask for each of the 4 gates: Keras 2, and Keras >= 3.8
     /// with recurrent dropout) or shared (one mask for all gates, as Keras 3.0-3.7 did; fewer,
@@ -115,29 +115,34 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "per-gate")]
     pub dropout_masks: MaskMode,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     pub learning_rate: f32,
     /// Seed for initialisation, shuffling and dropout: same seed and threads, same result.
     #[arg(long, default_value_t = 1337, allow_negative_numbers = true)]
     pub seed: u64,
     /// Worker threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Validate on this last fraction of the training data instead of the test set (Keras
     /// validation_split) [default: none, or 0.2 with --early-stopping].
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
     pub validation_split: Option<f64>,
     /// Use only the first N training and N test reviews (after shuffling): for quick runs.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub limit: Option<usize>,
     /// Stop when val_loss has not improved by more than --min-delta for PATIENCE epochs (Keras
     /// EarlyStopping). Validation then uses --validation-split of the training data (default 0.2),
     /// never the test set, which is evaluated once at the end; the best epoch's weights are
     /// restored at the end (see --no-restore-best).
-    #[arg(long, value_name = "PATIENCE")]
+    #[arg(long, value_name = "PATIENCE", allow_negative_numbers = true)]
     pub early_stopping: Option<usize>,
     /// With --early-stopping: the decrease of val_loss that counts as an improvement [default: 0].
-    #[arg(long, value_name = "DELTA", requires = "early_stopping")]
+    #[arg(
+        long,
+        value_name = "DELTA",
+        requires = "early_stopping",
+        allow_negative_numbers = true
+    )]
     pub min_delta: Option<f64>,
     /// With --early-stopping: keep the last epoch's weights instead of restoring the best epoch's.
     #[arg(long, requires = "early_stopping")]

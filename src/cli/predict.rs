@@ -20,7 +20,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub json: bool,
     /// Worker threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 }
 
