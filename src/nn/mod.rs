@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod adam;
+pub mod arch;
 pub mod gemm;
 pub mod gru;
 pub mod lstm;
