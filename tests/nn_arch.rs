@@ -462,10 +462,15 @@ mod never_panics {
         prop_oneof![8 => 0..12usize, 1 => Just(usize::MAX), 1 => any::<usize>()]
     }
 
+    /// A fraction mostly, any float now and then.
+    fn rate() -> impl Strategy<Value = f32> {
+        prop_oneof![4 => 0.0f32..1.0, 1 => any::<f32>()]
+    }
+
     fn leaf() -> impl Strategy<Value = LayerSpec> {
         let act = prop::sample::select(Activation::ALL.to_vec());
         let rnn = || {
-            (size(), any::<f32>(), 0.0f32..1.0, any::<bool>()).prop_map(|(u, d, r, s)| Recurrent {
+            (size(), rate(), rate(), any::<bool>()).prop_map(|(u, d, r, s)| Recurrent {
                 units: u,
                 dropout: d,
                 recurrent_dropout: r,
@@ -479,12 +484,12 @@ mod never_panics {
             }),
             rnn().prop_map(LayerSpec::LSTM),
             rnn().prop_map(LayerSpec::GRU),
-            any::<f32>().prop_map(|rate| LayerSpec::Dropout { rate }),
+            rate().prop_map(|rate| LayerSpec::Dropout { rate }),
             (size(), act.clone())
                 .prop_map(|(units, activation)| LayerSpec::Dense { units, activation }),
             act.clone()
                 .prop_map(|activation| LayerSpec::Activation { activation }),
-            (size(), size(), size(), act).prop_map(
+            (size(), size(), prop_oneof![Just(1), size()], act).prop_map(
                 |(filters, kernel_size, strides, activation)| {
                     LayerSpec::Conv1D {
                         filters,
@@ -495,10 +500,12 @@ mod never_panics {
                     }
                 }
             ),
-            (size(), size()).prop_map(|(pool_size, strides)| LayerSpec::MaxPooling1D {
-                pool_size,
-                strides,
-                padding: Padding::Valid
+            (size(), prop::option::of(size())).prop_map(|(pool_size, strides)| {
+                LayerSpec::MaxPooling1D {
+                    pool_size,
+                    strides: strides.unwrap_or(pool_size),
+                    padding: Padding::Valid,
+                }
             }),
             Just(LayerSpec::GlobalMaxPooling1D {}),
             Just(LayerSpec::GlobalAveragePooling1D {}),
@@ -516,16 +523,20 @@ mod never_panics {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(5000))]
         /// Any stack is described or refused in one line; a described one is consistent.
         #[test]
         fn arch_any_stack_is_described_or_refused_in_one_line(
             emb in (size(), size()),
             rest in prop::collection::vec(layer(), 0..6),
             maxlen in size(),
+            sigmoid_head in any::<bool>(),
         ) {
             let mut layers = vec![LayerSpec::Embedding { input_dim: emb.0, output_dim: emb.1 }];
             layers.extend(rest);
+            if sigmoid_head {
+                layers.push(LayerSpec::Dense { units: 1, activation: Activation::Sigmoid });
+            }
             let arch = Arch { maxlen, layers };
             match arch.describe() {
                 Err(e) => prop_assert!(!e.to_string().contains('\n'), "{e}"),
