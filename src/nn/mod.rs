@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod adam;
+pub mod arch;
 pub mod conv;
 pub mod dense;
 pub mod gemm;
