@@ -168,6 +168,14 @@ fn arch_round_trips_through_json() {
         assert_eq!(file.maxlen, None);
         assert_eq!(file.into_arch(arch.maxlen).unwrap(), arch, "{name}");
     }
+    // A stored model is checked as it is read.
+    let mut bad = serde_json::to_value(preset("cnn").unwrap().arch).unwrap();
+    bad["layers"][2]["config"]["strides"] = 2.into();
+    let err = serde_json::from_value::<Arch>(bad).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "layer 3 (Conv1D): strides 2 is not supported; only strides 1"
+    );
     let bi = serde_json::to_value(&preset("bilstm").unwrap().arch.layers[1]).unwrap();
     assert_eq!(bi["class_name"], "Bidirectional");
     assert_eq!(bi["config"]["layer"]["class_name"], "LSTM");
@@ -267,6 +275,14 @@ fn arch_file_refuses_unsupported_layers_and_settings() {
         (
             r#"{"class_name": "Bidirectional", "config": {"layer": {"class_name": "Dense", "config": {"units": 8}}}}"#,
             "--arch-file …/arch.json: layer 2 (Bidirectional): layer must be an LSTM or GRU, not Dense",
+        ),
+        (
+            r#"{"class_name": "Bidirectional", "config": {"layer": {"class_name": "LSTM", "config": {"units": 8, "go_backwards": true}}}}"#,
+            "--arch-file …/arch.json: layer 2 (Bidirectional) layer (LSTM): go_backwards true is not supported; only false",
+        ),
+        (
+            r#"{"class_name": "Bidirectional", "config": {"layer": {"class_name": "LSTM", "config": {"units": 8}}, "backward_layer": {"class_name": "LSTM", "config": {"units": 9, "go_backwards": true}}}}"#,
+            "--arch-file …/arch.json: layer 2 (Bidirectional): backward_layer differs from layer; only a backward copy of layer is supported",
         ),
         (
             r#"{"class_name": "Conv1D", "config": {"filters": 8, "kernel_size": [3], "padding": "same"}}"#,

@@ -270,11 +270,28 @@ pub struct LayerInfo {
     pub activations: usize,
 }
 
-/// A model: the layers in order, applied to `maxlen` token ids per sequence.
+/// A model: the layers in order, applied to `maxlen` token ids per sequence. Read from a
+/// file (serde), it is checked as [`Arch::new`] checks it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Unchecked")]
 pub struct Arch {
     pub maxlen: usize,
     pub layers: Vec<LayerSpec>,
+}
+
+/// [`Arch`]'s fields as stored, before the checks.
+#[derive(Deserialize)]
+struct Unchecked {
+    maxlen: usize,
+    layers: Vec<LayerSpec>,
+}
+
+impl TryFrom<Unchecked> for Arch {
+    type Error = anyhow::Error;
+
+    fn try_from(a: Unchecked) -> Result<Arch> {
+        Arch::new(a.layers, a.maxlen)
+    }
 }
 
 impl Arch {
