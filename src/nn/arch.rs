@@ -497,7 +497,7 @@ fn check_values(at: &str, layer: &LayerSpec) -> Result<()> {
                 "{at}: layer must be an LSTM or GRU, not {}",
                 layer.class_name()
             );
-            check_values(&format!("{at} {}", layer.class_name()), layer)?;
+            check_values(&format!("{at} layer ({})", layer.class_name()), layer)?;
         }
         LayerSpec::Dropout { rate } => fraction("rate", *rate)?,
         LayerSpec::Dense { units, .. } => at_least_1("units", *units)?,
