@@ -431,7 +431,7 @@ fn arch_file_refuses_what_is_not_a_model_description() {
     let missing = read_arch_file(std::path::Path::new("/nonexistent/arch.json"), 10)
         .unwrap_err()
         .to_string();
-    assert_eq!(missing, "--arch-file /nonexistent/arch.json: no such file");
+    assert_eq!(missing, "--arch-file /nonexistent/arch.json: no such file; give a JSON list of layers or the file Keras model.to_json() writes");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use std::io::Read;
 use std::path::Path;
 
-/// A model file is a few KB; anything far larger is not one.
+/// An arch file is a few KB; anything far larger is not one.
 const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// The layers an arch file describes, and the sequence length its InputLayer gives, if any.
@@ -31,7 +31,9 @@ impl ArchFile {
 pub fn read_arch_file(path: &Path, default_maxlen: usize) -> Result<Arch> {
     let read = || -> Result<String> {
         let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow!("no such file"),
+            std::io::ErrorKind::NotFound => anyhow!(
+                "no such file; give a JSON list of layers or the file Keras model.to_json() writes"
+            ),
             _ => anyhow!("cannot read it ({e})"),
         })?;
         let mut bytes = vec![];
