@@ -1,6 +1,6 @@
 """Build each imdb-lstm preset in Keras 3 and write what Keras says about it, for tests/nn_arch.rs.
 
-For every preset this writes tests/fixtures/keras/<preset>.json (`model.to_json()`, what
+For every preset (and a few extra models) this writes tests/fixtures/keras/<preset>.json (`model.to_json()`, what
 `--arch-file` reads) and <preset>.weights.json (per layer: name, class, output shape,
 `count_params()`; every weight's name, with Keras's "sequential/" prefix and "*_cell/" level
 dropped as imdb-lstm names them, and shape). Needs only `pip install keras jax scipy`:
@@ -21,7 +21,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "f
 
 
 def presets():
-    """(name, maxlen, layers) as src/nn/arch.rs defines them; fasttext's input_dim is num_words
+    """(name, maxlen, layers) as src/nn/arch/presets.rs defines them; fasttext's input_dim is num_words
     (before the n-gram ids are added)."""
     return [
         ("lstm", 80, lambda: [L.Embedding(5000, 128), L.LSTM(128, dropout=0.2, recurrent_dropout=0.2),
@@ -49,6 +49,23 @@ def presets():
     ]
 
 
+def extras():
+    """Small models that are no preset, for what the presets leave out: the numbering after a
+    Bidirectional (its inner LSTM takes a number: the next LSTM is lstm_1), GRU inside
+    Bidirectional, sequences through pooling into GRU, a softmax head."""
+    return [
+        ("x-bilstm-then-lstm", 10, lambda: [
+            L.Embedding(50, 4), L.Bidirectional(L.LSTM(8, return_sequences=True)), L.LSTM(4),
+            L.Dense(1, activation="sigmoid")]),
+        ("x-bigru", 10, lambda: [L.Embedding(50, 4), L.Bidirectional(L.GRU(8)),
+                                 L.Dense(1, activation="sigmoid")]),
+        ("x-cnn-gru-softmax", 20, lambda: [
+            L.Embedding(100, 8), L.Conv1D(6, 3, activation="relu"), L.MaxPooling1D(2),
+            L.GRU(5, return_sequences=True), L.GlobalAveragePooling1D(),
+            L.Dense(4, activation="relu"), L.Dense(3, activation="softmax")]),
+    ]
+
+
 def our_name(path):
     """'sequential/bidirectional/forward_lstm/lstm_cell/kernel' -> 'bidirectional/forward_lstm/kernel'."""
     parts = path.split("/")[1:]
@@ -57,7 +74,7 @@ def our_name(path):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for name, maxlen, build in presets():
+    for name, maxlen, build in presets() + extras():
         keras.backend.clear_session()  # layer names restart at 'embedding', 'lstm', ...
         model = keras.Sequential([keras.Input(shape=(maxlen,), dtype="int32"), *build()])
         with open(os.path.join(OUT, f"{name}.json"), "w") as f:

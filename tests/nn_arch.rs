@@ -28,12 +28,26 @@ fn shape_as_keras(s: Shape) -> Value {
     }
 }
 
+/// Every model compare/keras_arch.py built: the presets and a few extras.
+fn keras_models() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixture(""))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".weights.json").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), PRESETS.len() + 3, "{names:?}");
+    names
+}
+
 #[test]
-fn arch_presets_match_keras_layer_by_layer() {
-    for name in PRESETS {
-        let p = preset(name).unwrap();
-        let info = p.arch.describe().unwrap();
-        let facts = keras_facts(name);
+fn arch_of_each_keras_file_matches_keras_layer_by_layer() {
+    for name in keras_models() {
+        let arch = read_arch_file(&fixture(&format!("{name}.json")), 1).unwrap();
+        let info = arch.describe().unwrap();
+        let facts = keras_facts(&name);
         let layers = facts["layers"].as_array().unwrap();
         assert_eq!(info.len(), layers.len(), "{name}: layer count");
         for (ours, keras) in info.iter().zip(layers) {
@@ -47,8 +61,7 @@ fn arch_presets_match_keras_layer_by_layer() {
             );
             assert_eq!(ours.params as u64, keras["params"], "{name} {}", ours.name);
         }
-        let tensors: Vec<Value> = p
-            .arch
+        let tensors: Vec<Value> = arch
             .tensors()
             .unwrap()
             .into_iter()
@@ -56,21 +69,24 @@ fn arch_presets_match_keras_layer_by_layer() {
             .collect();
         assert_eq!(Value::from(tensors), facts["tensors"], "{name}: tensors");
         assert_eq!(
-            p.arch.param_count().unwrap() as u64,
+            arch.param_count().unwrap() as u64,
             facts["total_params"],
             "{name}"
         );
-        assert_eq!(p.arch.head().unwrap(), Head::Sigmoid, "{name}");
+        let head = match name.as_str() {
+            "x-cnn-gru-softmax" => Head::Softmax(3),
+            _ => Head::Sigmoid,
+        };
+        assert_eq!(arch.head().unwrap(), head, "{name}");
     }
 }
 
 #[test]
 fn arch_keras_files_parse_to_the_presets() {
     for name in PRESETS {
-        let file = read_arch_file(&fixture(&format!("{name}.json"))).unwrap();
-        let p = preset(name).unwrap();
-        assert_eq!(file.maxlen, Some(p.arch.maxlen), "{name}");
-        assert_eq!(file.into_arch(1).unwrap(), p.arch, "{name}");
+        // maxlen comes from the file's InputLayer, not the default.
+        let arch = read_arch_file(&fixture(&format!("{name}.json")), 1).unwrap();
+        assert_eq!(arch, preset(name).unwrap().arch, "{name}");
     }
 }
 
@@ -148,42 +164,18 @@ fn arch_round_trips_through_json() {
         assert_eq!(file.maxlen, None);
         assert_eq!(file.into_arch(arch.maxlen).unwrap(), arch, "{name}");
     }
+    // A stored model is checked as it is read.
+    let mut bad = serde_json::to_value(preset("cnn").unwrap().arch).unwrap();
+    bad["layers"][2]["config"]["strides"] = 2.into();
+    let err = serde_json::from_value::<Arch>(bad).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "layer 3 (Conv1D): strides 2 is not supported; only strides 1"
+    );
     let bi = serde_json::to_value(&preset("bilstm").unwrap().arch.layers[1]).unwrap();
     assert_eq!(bi["class_name"], "Bidirectional");
     assert_eq!(bi["config"]["layer"]["class_name"], "LSTM");
     assert_eq!(bi["config"]["merge_mode"], "concat");
-}
-
-#[test]
-fn arch_names_count_each_class_apart() {
-    let stacked = preset("stacked-lstm").unwrap().arch.describe().unwrap();
-    let names: Vec<&str> = stacked.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["embedding", "lstm", "lstm_1", "dense"]);
-    // A Bidirectional's inner LSTM takes a number from the LSTM count, as in Keras.
-    let mut layers = preset("bilstm").unwrap().arch.layers;
-    layers[1] = LayerSpec::Bidirectional {
-        layer: Box::new(LayerSpec::LSTM(imdb_lstm::nn::arch::Recurrent {
-            return_sequences: true,
-            ..imdb_lstm::nn::arch::Recurrent::new(8)
-        })),
-        merge_mode: imdb_lstm::nn::arch::MergeMode::Concat,
-    };
-    layers.insert(2, LayerSpec::LSTM(imdb_lstm::nn::arch::Recurrent::new(4)));
-    let info = Arch::new(layers, 10).unwrap().describe().unwrap();
-    assert_eq!(info[1].tensors[0].name, "bidirectional/forward_lstm/kernel");
-    assert_eq!(
-        info[1].tensors[3].name,
-        "bidirectional/backward_lstm/kernel"
-    );
-    assert_eq!(
-        info[1].output,
-        Shape::Seq {
-            steps: 10,
-            features: 16
-        }
-    );
-    assert_eq!(info[2].name, "lstm_1");
-    assert_eq!(info[2].tensors[0].shape, [16, 16]);
 }
 
 #[test]
@@ -232,10 +224,7 @@ fn arch_file_error(json: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("arch.json");
     std::fs::write(&path, json).unwrap();
-    let err = match read_arch_file(&path) {
-        Ok(file) => file.into_arch(10).expect_err("refused").to_string(),
-        Err(e) => e.to_string(),
-    };
+    let err = read_arch_file(&path, 10).expect_err("refused").to_string();
     assert!(!err.contains('\n'), "one line: {err}");
     err.replace(&dir.path().display().to_string(), "…")
 }
@@ -281,12 +270,20 @@ fn arch_file_refuses_unsupported_layers_and_settings() {
             "--arch-file …/arch.json: layer 2 (Bidirectional): layer must be an LSTM or GRU, not Dense",
         ),
         (
+            r#"{"class_name": "Bidirectional", "config": {"layer": {"class_name": "LSTM", "config": {"units": 8, "go_backwards": true}}}}"#,
+            "--arch-file …/arch.json: layer 2 (Bidirectional) layer (LSTM): go_backwards true is not supported; only false",
+        ),
+        (
+            r#"{"class_name": "Bidirectional", "config": {"layer": {"class_name": "LSTM", "config": {"units": 8}}, "backward_layer": {"class_name": "LSTM", "config": {"units": 9, "go_backwards": true}}}}"#,
+            "--arch-file …/arch.json: layer 2 (Bidirectional): backward_layer differs from layer; only a backward copy of layer is supported",
+        ),
+        (
             r#"{"class_name": "Conv1D", "config": {"filters": 8, "kernel_size": [3], "padding": "same"}}"#,
             "--arch-file …/arch.json: layer 2 (Conv1D): padding 'same' is not supported; only 'valid'",
         ),
         (
             r#"{"class_name": "Conv1D", "config": {"filters": 8, "kernel_size": [3], "strides": [2]}}"#,
-            "layer 2 (Conv1D): strides 2 is not supported; only strides 1",
+            "--arch-file …/arch.json: layer 2 (Conv1D): strides 2 is not supported; only strides 1",
         ),
         (
             r#"{"class_name": "Conv1D", "config": {"filters": 8, "kernel_size": 3, "activation": "elu"}}"#,
@@ -306,19 +303,23 @@ fn arch_file_refuses_unsupported_layers_and_settings() {
         ),
         (
             r#"{"class_name": "MaxPooling1D", "config": {"pool_size": 2, "strides": 1}}"#,
-            "layer 2 (MaxPooling1D): strides 1 is not supported; only strides equal to pool_size (2)",
+            "--arch-file …/arch.json: layer 2 (MaxPooling1D): strides 1 is not supported; only strides equal to pool_size (2)",
         ),
         (
             r#"{"class_name": "Dropout", "config": {"rate": 1.0}}"#,
-            "layer 2 (Dropout): rate 1 is outside [0, 1): use a fraction such as 0.2",
+            "--arch-file …/arch.json: layer 2 (Dropout): rate 1 is outside [0, 1): use a fraction such as 0.2",
         ),
         (
             r#"{"class_name": "LSTM", "config": {"units": 8, "recurrent_dropout": -0.1}}"#,
-            "layer 2 (LSTM): recurrent_dropout -0.1 is outside [0, 1): use a fraction such as 0.2",
+            "--arch-file …/arch.json: layer 2 (LSTM): recurrent_dropout -0.1 is outside [0, 1): use a fraction such as 0.2",
+        ),
+        (
+            r#"{"class_name": "Bidirectional", "config": {"layer": {"class_name": "GRU", "config": {"units": 8, "dropout": 2}}}}"#,
+            "--arch-file …/arch.json: layer 2 (Bidirectional) layer (GRU): dropout 2 is outside [0, 1): use a fraction such as 0.2",
         ),
         (
             r#"{"class_name": "LSTM", "config": {"units": 0}}"#,
-            "layer 2 (LSTM): units 0 must be at least 1",
+            "--arch-file …/arch.json: layer 2 (LSTM): units 0 must be at least 1",
         ),
     ];
     for (middle, want) in cases {
@@ -336,51 +337,51 @@ fn arch_refuses_impossible_stacks() {
     let cases: &[(&str, &str)] = &[
         (
             r#"[{"class_name": "LSTM", "config": {"units": 8}}]"#,
-            "layer 1 (LSTM): the first layer must be an Embedding (the model reads token ids)",
+            "--arch-file …/arch.json: layer 1 (LSTM): the first layer must be an Embedding (the model reads token ids)",
         ),
         (
             &stack(r#"{"class_name": "LSTM", "config": {"units": 8}}, {"class_name": "LSTM", "config": {"units": 8}}"#),
-            "layer 3 (LSTM) needs a sequence (None, steps, features), but layer 2 (LSTM) gives (None, 8): set return_sequences=True on layer 2 (LSTM)",
+            "--arch-file …/arch.json: layer 3 (LSTM) needs a sequence (None, steps, features), but layer 2 (LSTM) gives (None, 8): set return_sequences=True on layer 2 (LSTM)",
         ),
         (
             &stack(r#"{"class_name": "Dense", "config": {"units": 8}}"#),
-            "layer 2 (Dense) gets the sequence (None, 10, 4) from layer 1 (Embedding), but Dense here takes only (None, features): put GlobalMaxPooling1D or GlobalAveragePooling1D before it, or use return_sequences=False on the recurrent layer",
+            "--arch-file …/arch.json: layer 2 (Dense) gets the sequence (None, 10, 4) from layer 1 (Embedding), but Dense here takes only (None, features): put GlobalMaxPooling1D or GlobalAveragePooling1D before it, or use return_sequences=False on the recurrent layer",
         ),
         (
             &stack(r#"{"class_name": "Conv1D", "config": {"filters": 8, "kernel_size": 11}}"#),
-            "layer 2 (Conv1D): kernel_size 11 is longer than the 10 steps it gets from layer 1 (Embedding)",
+            "--arch-file …/arch.json: layer 2 (Conv1D): kernel_size 11 is longer than the 10 steps it gets from layer 1 (Embedding)",
         ),
         (
             &stack(r#"{"class_name": "Conv1D", "config": {"filters": 8, "kernel_size": 3}}, {"class_name": "MaxPooling1D", "config": {"pool_size": 9}}"#),
-            "layer 3 (MaxPooling1D): pool_size 9 leaves no steps from the 8 it gets from layer 2 (Conv1D)",
+            "--arch-file …/arch.json: layer 3 (MaxPooling1D): pool_size 9 leaves no steps from the 8 it gets from layer 2 (Conv1D)",
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 50, "output_dim": 4}}, {"class_name": "LSTM", "config": {"units": 8, "return_sequences": true}}]"#,
-            "the model ends in the sequence (None, 10, 8); it must end in (None, 1) with a sigmoid or (None, K) with a softmax: add GlobalMaxPooling1D and a Dense layer",
+            "--arch-file …/arch.json: the model ends in the sequence (None, 10, 8); it must end in (None, 1) with a sigmoid or (None, K) with a softmax: add GlobalMaxPooling1D and a Dense layer",
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 50, "output_dim": 4}}, {"class_name": "GlobalAveragePooling1D"}, {"class_name": "Dense", "config": {"units": 3, "activation": "sigmoid"}}]"#,
-            "layer 3 (Dense) makes the output (None, 3) with activation 'sigmoid'; the model must end in 1 unit with 'sigmoid' (two classes) or K >= 2 units with 'softmax' (K classes)",
+            "--arch-file …/arch.json: layer 3 (Dense) makes the output (None, 3) with activation 'sigmoid'; the model must end in 1 unit with 'sigmoid' (two classes) or K >= 2 units with 'softmax' (K classes)",
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 50, "output_dim": 4}}, {"class_name": "GlobalAveragePooling1D"}, {"class_name": "Dense", "config": {"units": 1}}, {"class_name": "Dropout", "config": {"rate": 0.1}}]"#,
-            "layer 3 (Dense) makes the output (None, 1) with activation 'linear'; the model must end in 1 unit with 'sigmoid' (two classes) or K >= 2 units with 'softmax' (K classes)",
+            "--arch-file …/arch.json: layer 3 (Dense) makes the output (None, 1) with activation 'linear'; the model must end in 1 unit with 'sigmoid' (two classes) or K >= 2 units with 'softmax' (K classes)",
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 50, "output_dim": 4}}, {"class_name": "LSTM", "config": {"units": 4}}]"#,
-            "the model ends in (None, 4) without a Dense layer; it must end in Dense(1, activation='sigmoid') or Dense(K, activation='softmax')",
+            "--arch-file …/arch.json: the model ends in (None, 4) without a Dense layer; it must end in Dense(1, activation='sigmoid') or Dense(K, activation='softmax')",
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 268435456, "output_dim": 2}}]"#,
-            "layer 1 (Embedding): the model has more than 268435456 parameters by here: make it smaller",
+            "--arch-file …/arch.json: layer 1 (Embedding): the model has more than 268435456 parameters by here: make it smaller",
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 18446744073709551615, "output_dim": 18446744073709551615}}]"#,
-            "layer 1 (Embedding): the model has more than 268435456 parameters by here: make it smaller",
+            "--arch-file …/arch.json: layer 1 (Embedding): the model has more than 268435456 parameters by here: make it smaller",
         ),
         (
             &stack(r#"{"class_name": "Embedding", "config": {"input_dim": 5, "output_dim": 4}}"#),
-            "layer 2 (Embedding): only the first layer may be an Embedding",
+            "--arch-file …/arch.json: layer 2 (Embedding): only the first layer may be an Embedding",
         ),
     ];
     for (json, want) in cases {
@@ -427,10 +428,10 @@ fn arch_file_refuses_what_is_not_a_model_description() {
     for (json, want) in cases {
         assert_eq!(arch_file_error(json), *want, "{json}");
     }
-    let missing = read_arch_file(std::path::Path::new("/nonexistent/arch.json"))
+    let missing = read_arch_file(std::path::Path::new("/nonexistent/arch.json"), 10)
         .unwrap_err()
         .to_string();
-    assert_eq!(missing, "--arch-file /nonexistent/arch.json: no such file");
+    assert_eq!(missing, "--arch-file /nonexistent/arch.json: no such file; give a JSON list of layers or the file Keras model.to_json() writes");
 }
 
 #[test]

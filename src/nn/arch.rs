@@ -270,11 +270,28 @@ pub struct LayerInfo {
     pub activations: usize,
 }
 
-/// A model: the layers in order, applied to `maxlen` token ids per sequence.
+/// A model: the layers in order, applied to `maxlen` token ids per sequence. Read from a
+/// file (serde), it is checked as [`Arch::new`] checks it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Unchecked")]
 pub struct Arch {
     pub maxlen: usize,
     pub layers: Vec<LayerSpec>,
+}
+
+/// [`Arch`]'s fields as stored, before the checks.
+#[derive(Deserialize)]
+struct Unchecked {
+    maxlen: usize,
+    layers: Vec<LayerSpec>,
+}
+
+impl TryFrom<Unchecked> for Arch {
+    type Error = anyhow::Error;
+
+    fn try_from(a: Unchecked) -> Result<Arch> {
+        Arch::new(a.layers, a.maxlen)
+    }
 }
 
 impl Arch {
@@ -480,7 +497,7 @@ fn check_values(at: &str, layer: &LayerSpec) -> Result<()> {
                 "{at}: layer must be an LSTM or GRU, not {}",
                 layer.class_name()
             );
-            check_values(&format!("{at} {}", layer.class_name()), layer)?;
+            check_values(&format!("{at} layer ({})", layer.class_name()), layer)?;
         }
         LayerSpec::Dropout { rate } => fraction("rate", *rate)?,
         LayerSpec::Dense { units, .. } => at_least_1("units", *units)?,

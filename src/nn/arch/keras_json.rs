@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use std::io::Read;
 use std::path::Path;
 
-/// A model file is a few KB; anything far larger is not one.
+/// An arch file is a few KB; anything far larger is not one.
 const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// The layers an arch file describes, and the sequence length its InputLayer gives, if any.
@@ -26,12 +26,14 @@ impl ArchFile {
     }
 }
 
-/// Reads and parses `path`; every error is one line starting `--arch-file PATH:`.
-pub fn read_arch_file(path: &Path) -> Result<ArchFile> {
-    let shown = path.display();
+/// The checked model in the file at `path`, on the sequence length its InputLayer gives or
+/// else `default_maxlen`; every error is one line starting `--arch-file PATH:`.
+pub fn read_arch_file(path: &Path, default_maxlen: usize) -> Result<Arch> {
     let read = || -> Result<String> {
         let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow!("no such file"),
+            std::io::ErrorKind::NotFound => anyhow!(
+                "no such file; give a JSON list of layers or the file Keras model.to_json() writes"
+            ),
             _ => anyhow!("cannot read it ({e})"),
         })?;
         let mut bytes = vec![];
@@ -47,8 +49,8 @@ pub fn read_arch_file(path: &Path) -> Result<ArchFile> {
         String::from_utf8(bytes).map_err(|_| anyhow!("not UTF-8 text, so not JSON"))
     };
     read()
-        .and_then(|text| parse_arch_json(&text))
-        .map_err(|e| anyhow!("--arch-file {shown}: {e}"))
+        .and_then(|text| parse_arch_json(&text)?.into_arch(default_maxlen))
+        .map_err(|e| anyhow!("--arch-file {}: {e}", path.display()))
 }
 
 /// Parses the text of an arch file (see the module comment).
