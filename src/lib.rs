@@ -10,3 +10,4 @@ pub mod model_file;
 pub mod nn;
 pub mod report;
 pub mod train;
+pub mod validate;
