@@ -17,3 +17,4 @@ pub mod nn;
 pub mod report;
 pub mod run;
 pub mod train;
+pub mod validate;

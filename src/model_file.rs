@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,8 +19,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::data::Preprocessing;
+use crate::data::{for_each_token, Preprocessing};
 use crate::nn::ModelConfig;
+use crate::validate::{self, Section};
 
 /// The value of the `format` metadata key; anything else is not our file.
 pub const FORMAT_NAME: &str = "imdb-lstm";
@@ -30,14 +31,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Mirrors the safetensors crate's own limit, so we can tell "not safetensors" from "truncated".
 const MAX_HEADER_LEN: u64 = 100_000_000;
 
-/// The longest sequence a model file may declare. `maxlen` shapes no tensor, so without a bound a
-/// tiny crafted file could make `predict` allocate gigabytes per review and abort; reviews run to
-/// a few thousand tokens (the tutorial keeps 80). `train` should refuse a larger `--maxlen`.
-pub const MAX_MAXLEN: usize = 1 << 20;
-
-/// The most activations (f32) one review may need in the forward pass, maxlen x (embed_dim +
-/// 4 units): 4 GiB. Beyond that no machine `predict` runs on could hold a batch.
-pub const MAX_ACTIVATIONS_PER_REVIEW: usize = 1 << 30;
+pub use crate::validate::{MAX_ACTIVATIONS_PER_REVIEW, MAX_MAXLEN};
 
 /// Facts about the training run, stored in the file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,9 +129,8 @@ impl ModelFile {
 /// half-written one.
 pub fn save(path: &Path, model: &ModelFile) -> Result<()> {
     let shown = path.display();
-    check_config(&model.config).with_context(|| format!("cannot save model to {shown}"))?;
-    check_preprocessing(&model.config, &model.preprocessing)
-        .with_context(|| format!("cannot save model to {shown}"))?;
+    validate::model_and_preprocessing(&model.config, &model.preprocessing)
+        .map_err(|e| anyhow!("cannot save model to {shown}: {}", e.in_file(section_key)))?;
     check_vocabulary(&model.config, &model.preprocessing, &model.vocabulary)
         .with_context(|| format!("cannot save model to {shown}"))?;
     if let Some(t) = &model.training {
@@ -281,14 +274,75 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// the path (and the tensor or version when relevant). Never panics, whatever the bytes.
 pub fn load(path: &Path) -> Result<ModelFile> {
     let shown = path.display();
-    let bytes = match fs::read(path) {
+    let bytes = match read_safetensors(path) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => bail!(
             "no such model file: {shown} (check the path, or train one with `imdb-lstm train`)"
         ),
+        Err(e) if e.kind() == ErrorKind::InvalidData => bail!("{shown}: {e}"),
         Err(e) => bail!("cannot read model file {shown}: {e}"),
     };
     load_bytes(&bytes).map_err(|e| anyhow!("{shown}: {e:#}"))
+}
+
+/// Reads the safetensors file at `path` (a model file or a checkpoint), never more than its
+/// header says it holds: the 8-byte length and the header first, then the data the header's
+/// offsets cover. Devices, pipes and sockets (or links to them) are refused, since `/dev/zero`
+/// or a FIFO never ends; bytes after the last tensor are an `InvalidData` error. A short file
+/// comes back as it is, for the parser to explain.
+pub fn read_safetensors(path: &Path) -> io::Result<Vec<u8>> {
+    // Before opening: opening a FIFO blocks until something writes to it. A folder gets the
+    // system's own error from the first read.
+    let md = fs::metadata(path)?;
+    if !md.is_file() && !md.is_dir() {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            "it is not a regular file (a device, pipe or socket, or a link to one)",
+        ));
+    }
+    let mut f = File::open(path)?;
+    let mut bytes = Vec::new();
+    (&mut f).take(8).read_to_end(&mut bytes)?;
+    let Some(len_bytes) = bytes.get(..8) else {
+        return Ok(bytes);
+    };
+    let header_len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes"));
+    if header_len > MAX_HEADER_LEN {
+        return Ok(bytes);
+    }
+    (&mut f).take(header_len).read_to_end(&mut bytes)?;
+    let Some(data_len) = data_len(&bytes[8..]) else {
+        return Ok(bytes);
+    };
+    (&mut f).take(data_len).read_to_end(&mut bytes)?;
+    if f.read(&mut [0u8])? > 0 {
+        let extra = md.len().saturating_sub(bytes.len() as u64).max(1);
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            trailing_bytes(extra, data_len),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The size of the data section a safetensors header describes (the largest tensor end
+/// offset), or None when the header is not a JSON object.
+fn data_len(header: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(header).ok()?;
+    let ends = v
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .filter_map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64());
+    Some(ends.max().unwrap_or(0))
+}
+
+/// The message for `extra` bytes after `need` bytes of tensor data.
+fn trailing_bytes(extra: u64, need: u64) -> String {
+    format!(
+        "not a valid safetensors file: {extra} bytes follow the last tensor ({need} bytes of data \
+         expected)"
+    )
 }
 
 /// Parses and validates the bytes of a model file, as [`load`] does after reading it; errors do
@@ -317,12 +371,21 @@ pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
 
     // read_metadata validates the header JSON and that the offsets are contiguous and cover the
     // data section exactly, so every slice taken below is in bounds.
-    let (n, header) = SafeTensors::read_metadata(bytes).map_err(|e| match e {
-        SafeTensorError::MetadataIncompleteBuffer => incomplete_buffer(bytes, header_len as usize),
-        other => anyhow!(
-            "not a valid safetensors file: {}",
-            describe_st_error(&other)
-        ),
+    let (n, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
+        let header = &bytes[8..8 + header_len as usize];
+        match (e, missing_tensor(header)) {
+            (
+                SafeTensorError::MetadataIncompleteBuffer | SafeTensorError::InvalidOffset(_),
+                Some(name),
+            ) => anyhow!("tensor \"{name}\" is missing from the header"),
+            (SafeTensorError::MetadataIncompleteBuffer, None) => {
+                incomplete_buffer(bytes, header_len as usize)
+            }
+            (other, _) => anyhow!(
+                "not a valid safetensors file: {}",
+                describe_st_error(&other)
+            ),
+        }
     })?;
     let data = &bytes[8 + n..];
     let meta = header.metadata().as_ref().ok_or_else(|| {
@@ -350,9 +413,9 @@ pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
     }
 
     let config: ModelConfig = parse_json(meta, "config")?;
-    check_config(&config)?;
     let preprocessing: Preprocessing = parse_json(meta, "preprocessing")?;
-    check_preprocessing(&config, &preprocessing)?;
+    validate::model_and_preprocessing(&config, &preprocessing)
+        .map_err(|e| anyhow!("{}", e.in_file(section_key)))?;
     let vocabulary: Vec<String> = parse_json(meta, "vocabulary")?;
     check_vocabulary(&config, &preprocessing, &vocabulary)?;
     let training: Option<TrainingFacts> = match meta.get("training") {
@@ -415,29 +478,30 @@ pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
 
 /// Explains a header/data size mismatch: truncated data, or bytes beyond the last tensor.
 fn incomplete_buffer(bytes: &[u8], header_len: usize) -> anyhow::Error {
-    let have = bytes.len() - 8 - header_len;
-    let need = std::str::from_utf8(&bytes[8..8 + header_len])
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-        .and_then(|v| {
-            v.as_object().map(|o| {
-                o.iter()
-                    .filter(|(k, _)| k.as_str() != "__metadata__")
-                    .filter_map(|(_, t)| t.get("data_offsets")?.get(1)?.as_u64())
-                    .max()
-                    .unwrap_or(0)
-            })
-        });
-    match need {
-        Some(need) if (have as u64) < need => anyhow!(
+    let have = (bytes.len() - 8 - header_len) as u64;
+    match data_len(&bytes[8..8 + header_len]) {
+        Some(need) if have < need => anyhow!(
             "truncated file: the tensors need {need} bytes of data but only {have} are present"
         ),
-        Some(need) => anyhow!(
-            "not a valid safetensors file: {} bytes follow the last tensor ({need} bytes of data expected)",
-            have as u64 - need
-        ),
+        Some(need) => anyhow!(trailing_bytes(have - need, need)),
         None => anyhow!("not a valid safetensors file: the tensor offsets do not cover the data"),
     }
+}
+
+/// The first of the model's tensors that the header of an imdb-lstm model file does not list: a
+/// tensor cut out of the header leaves a gap in the offsets, which the safetensors crate blames
+/// on its neighbour.
+fn missing_tensor(header: &[u8]) -> Option<&'static str> {
+    let v: serde_json::Value = serde_json::from_slice(header).ok()?;
+    if v.get("__metadata__")?.get("format")? != FORMAT_NAME {
+        return None;
+    }
+    let listed = v.as_object()?;
+    ModelConfig::default()
+        .tensor_shapes()
+        .into_iter()
+        .map(|(name, _)| name)
+        .find(|name| !listed.contains_key(*name))
 }
 
 /// A readable sentence for each safetensors error.
@@ -491,97 +555,18 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Sizes must be positive and small enough that every tensor size fits in memory arithmetic, so
-/// `tensor_shapes` and the parameter count cannot overflow on a crafted file.
-fn check_config(c: &ModelConfig) -> Result<()> {
-    for (name, v) in [
-        ("num_words", c.num_words),
-        ("embed_dim", c.embed_dim),
-        ("units", c.units),
-        ("maxlen", c.maxlen),
-    ] {
-        if v == 0 {
-            bail!("config {name} is 0; it must be at least 1");
-        }
-        if v > (1 << 28) {
-            bail!("config {name} is {v}, which is implausibly large");
-        }
+/// Where each section of the settings is stored in a model file: `config maxlen`.
+fn section_key(s: Section) -> &'static str {
+    match s {
+        Section::Model => "config ",
+        Section::Preprocessing => "preprocessing ",
+        // A model file holds no training settings.
+        Section::Train | Section::Run => "",
     }
-    if c.maxlen > MAX_MAXLEN {
-        bail!(
-            "config maxlen is {}, above the limit of {MAX_MAXLEN} tokens per review; this file is \
-             damaged or was not written by imdb-lstm",
-            c.maxlen
-        );
-    }
-    // No overflow: each term is at most 2^28 (checked above).
-    if c.maxlen * (c.embed_dim + 4 * c.units) > MAX_ACTIVATIONS_PER_REVIEW {
-        bail!(
-            "config maxlen {} with embed_dim {} and units {} needs more than {MAX_ACTIVATIONS_PER_REVIEW} \
-             activations per review, which is implausibly large",
-            c.maxlen,
-            c.embed_dim,
-            c.units
-        );
-    }
-    let sizes = [
-        c.num_words.checked_mul(c.embed_dim),
-        c.units
-            .checked_mul(4)
-            .and_then(|g| g.checked_mul(c.embed_dim + c.units + 1)),
-    ];
-    if sizes.iter().any(|s| s.is_none_or(|n| n > (1 << 34))) {
-        bail!(
-            "config sizes (num_words {}, embed_dim {}, units {}) give implausibly large tensors",
-            c.num_words,
-            c.embed_dim,
-            c.units
-        );
-    }
-    for (name, p) in [
-        ("dropout", c.dropout),
-        ("recurrent_dropout", c.recurrent_dropout),
-    ] {
-        if !(0.0..1.0).contains(&p) {
-            bail!("config {name} is {p}; it must be in [0, 1)");
-        }
-    }
-    Ok(())
 }
 
-/// Every id the preprocessing can emit must index the embedding table, or `predict` would read
-/// past it; and the sequence length must be the one the model was built for.
-fn check_preprocessing(c: &ModelConfig, p: &Preprocessing) -> Result<()> {
-    if p.num_words != c.num_words {
-        bail!(
-            "preprocessing num_words {} differs from the model's num_words {}",
-            p.num_words,
-            c.num_words
-        );
-    }
-    if p.maxlen != c.maxlen {
-        bail!(
-            "preprocessing maxlen {} differs from the model's maxlen {}",
-            p.maxlen,
-            c.maxlen
-        );
-    }
-    for (name, id) in [
-        ("pad_id", p.pad_id),
-        ("start_id", p.start_id),
-        ("oov_id", p.oov_id),
-    ] {
-        if id as usize >= c.num_words {
-            bail!(
-                "preprocessing {name} {id} is not below num_words {}",
-                c.num_words
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The vocabulary must fit the ids below num_words and be unambiguous.
+/// The vocabulary must fit the ids below num_words, be unambiguous, and hold only words the
+/// tokeniser can produce (lowercase, no space or punctuation): any other entry never matches.
 fn check_vocabulary(c: &ModelConfig, p: &Preprocessing, vocab: &[String]) -> Result<()> {
     let max = c.num_words.saturating_sub(p.index_from as usize + 1);
     if vocab.len() > max {
@@ -594,6 +579,19 @@ fn check_vocabulary(c: &ModelConfig, p: &Preprocessing, vocab: &[String]) -> Res
     }
     let mut seen = HashSet::with_capacity(vocab.len());
     for (i, w) in vocab.iter().enumerate() {
+        let (mut tokens, mut itself) = (0, false);
+        for_each_token(w, |t| {
+            tokens += 1;
+            itself = t == w;
+        });
+        if tokens != 1 || !itself {
+            bail!(
+                "the vocabulary's entry {i} (rank {}), {w:?}, can never match a word of a review \
+                 (the tokeniser lowercases and splits on anything but letters, digits and inner \
+                 apostrophes); the file is damaged or was not written by imdb-lstm",
+                i + 1
+            );
+        }
         if !seen.insert(w.as_str()) {
             bail!(
                 "the vocabulary lists the word {w:?} twice (again at rank {})",

@@ -49,7 +49,15 @@ fn small_model(seed: u64) -> ModelFile {
         })
         .collect();
     let vocabulary = [
-        "the", "a", "movie", "film", "naïve", "don't", "<br", "élan", "x",
+        "the",
+        "a",
+        "movie",
+        "film",
+        "naïve",
+        "don't",
+        "日本語",
+        "élan",
+        "x",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -10,7 +10,7 @@ use crate::data::{Preprocessing, Side};
 use crate::nn::ModelConfig;
 use crate::train::progress::LogFormat;
 use crate::train::{EarlyStopping, MaskMode, TrainConfig};
-use anyhow::{ensure, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -184,106 +184,20 @@ const RESUME_CONFLICTS: [&str; 20] = [
 pub use crate::run::TrainPlan;
 
 impl TrainArgs {
-    /// Check every flag; each error names the flag, the value and what to use.
+    /// Check every flag (with [`crate::validate::run`], as the files are checked); each error
+    /// names the flag, the value and what to use.
     pub fn plan(&self) -> Result<TrainPlan> {
-        ensure!(
-            self.num_words >= 4,
-            "--num-words {} is too small: ids 0-3 are reserved, use 4 or more (default 5000)",
-            self.num_words
-        );
-        ensure!(
-            self.maxlen >= 1,
-            "--maxlen 0: a review must keep at least 1 token (default 80)"
-        );
-        ensure!(
-            self.batch_size >= 1,
-            "--batch-size 0: use 1 or more (default 32)"
-        );
-        ensure!(
-            self.epochs >= 1,
-            "--epochs 0: train for at least 1 epoch (default 2)"
-        );
-        ensure!(
-            self.embed_dim >= 1 && self.units >= 1,
-            "--embed-dim and --units must be at least 1 (defaults 128)"
-        );
-        for (flag, v) in [
-            ("--dropout", self.dropout),
-            ("--recurrent-dropout", self.recurrent_dropout),
-        ] {
-            ensure!(
-                (0.0..1.0).contains(&v),
-                "{flag} {v} is outside [0, 1): use a fraction such as 0.2"
-            );
-        }
-        ensure!(
-            self.learning_rate.is_finite() && self.learning_rate > 0.0,
-            "--learning-rate {} must be a positive number (default 0.001)",
-            self.learning_rate
-        );
-        if let Some(f) = self.validation_split {
-            ensure!(
-                f > 0.0 && f < 1.0,
-                "--validation-split {f} is outside (0, 1): use a fraction such as 0.2"
-            );
-        }
-        // Sizes that could never fit in memory (or in a model file) are refused before any work.
-        let max_maxlen = crate::model_file::MAX_MAXLEN;
-        ensure!(
-            self.maxlen <= max_maxlen,
-            "--maxlen {} is too large: use at most {max_maxlen} (default 80)",
-            self.maxlen
-        );
-        let per_review = self
-            .maxlen
-            .saturating_mul(self.embed_dim.saturating_add(self.units.saturating_mul(4)));
-        ensure!(
-            per_review <= crate::model_file::MAX_ACTIVATIONS_PER_REVIEW,
-            "--maxlen {} with --embed-dim {} and --units {} needs too much memory per review: make them smaller",
-            self.maxlen,
-            self.embed_dim,
-            self.units
-        );
-        let params = self
-            .num_words
-            .saturating_mul(self.embed_dim)
-            .saturating_add(
-                self.units
-                    .saturating_mul(4)
-                    .saturating_mul(self.embed_dim.saturating_add(self.units).saturating_add(1)),
-            );
-        ensure!(
-            params <= 1 << 28,
-            "--num-words {}, --embed-dim {} and --units {} make {params} parameters; at most {} fit: make them smaller",
-            self.num_words,
-            self.embed_dim,
-            self.units,
-            1usize << 28
-        );
-        if let Some(n) = self.limit {
-            ensure!(n >= 1, "--limit 0: use at least 1 review");
-        }
-        let early_stopping = match self.early_stopping {
-            Some(patience) => {
-                let min_delta = self.min_delta.unwrap_or(0.0);
-                ensure!(
-                    min_delta.is_finite() && min_delta >= 0.0,
-                    "--min-delta {min_delta} must be a number >= 0 (default 0)"
-                );
-                Some(EarlyStopping {
-                    patience,
-                    min_delta,
-                    restore_best: !self.no_restore_best,
-                })
-            }
-            None => None,
-        };
+        let threads = threads(self.threads)?;
+        let early_stopping = self.early_stopping.map(|patience| EarlyStopping {
+            patience,
+            min_delta: self.min_delta.unwrap_or(0.0),
+            restore_best: !self.no_restore_best,
+        });
         // Early stopping must not look at the test set: hold out part of the training data.
         let validation_split = match (self.validation_split, &early_stopping) {
             (None, Some(_)) => Some(0.2),
             (f, _) => f,
         };
-        let threads = threads(self.threads)?;
         let model = ModelConfig {
             num_words: self.num_words,
             embed_dim: self.embed_dim,
@@ -308,6 +222,31 @@ impl TrainArgs {
             ..TrainConfig::default()
         };
         train.adam.learning_rate = self.learning_rate;
+        let checked = crate::validate::run(
+            &model,
+            &pre,
+            &train,
+            validation_split,
+            self.limit,
+            early_stopping.as_ref(),
+        );
+        if let Err(e) = checked {
+            // One flag at fault: remind its default, as --help shows it.
+            let default = match e.settings.as_slice() {
+                [s] => {
+                    let id = s.key.rsplit('.').next().unwrap_or(s.key);
+                    <Cli as clap::CommandFactory>::command()
+                        .find_subcommand("train")
+                        .and_then(|c| c.get_arguments().find(|a| a.get_id() == id).cloned())
+                        .and_then(|a| Some(a.get_default_values().first()?.to_str()?.to_string()))
+                }
+                _ => None,
+            };
+            match default {
+                Some(d) => bail!("{} (default {d})", e.for_flags()),
+                None => bail!("{}", e.for_flags()),
+            }
+        }
         Ok(TrainPlan {
             model,
             pre,
@@ -319,9 +258,7 @@ impl TrainArgs {
     }
 }
 
-/// The most worker threads any command accepts (far above any core count this tool meets;
-/// each thread gets its own activation buffers, so an absurd count must be refused up front).
-pub const MAX_THREADS: usize = 256;
+pub use crate::validate::MAX_THREADS;
 
 /// `--threads` of every command, checked: 1 to [`MAX_THREADS`], all cores when not given.
 pub fn threads(flag: Option<usize>) -> Result<usize> {

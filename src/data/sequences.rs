@@ -5,7 +5,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::archive::{RawDataset, Review};
-use super::tokenize::{TOKENIZER_NAME, TOKENIZER_VERSION};
 use super::vocab::{rank_to_id, Vocabulary};
 use super::{Preprocessing, Side};
 
@@ -121,45 +120,10 @@ pub struct Dataset {
 }
 
 impl Preprocessing {
-    /// Checks the settings this crate can honour; errors name the setting and what to use instead.
+    /// Checks the settings this crate can honour (the one check, [`crate::validate`]'s);
+    /// errors name the setting and what to use instead.
     pub fn validate(&self) -> Result<()> {
-        ensure!(
-            self.tokenizer == TOKENIZER_NAME && self.tokenizer_version == TOKENIZER_VERSION,
-            "unknown tokenizer {:?} version {}: this build only knows {:?} version {}; use a model \
-             made by a matching imdb-lstm version",
-            self.tokenizer,
-            self.tokenizer_version,
-            TOKENIZER_NAME,
-            TOKENIZER_VERSION
-        );
-        ensure!(
-            self.num_words >= 4,
-            "num_words {} is too small: it must be at least 4 (ids 0-3 are reserved), e.g. 5000",
-            self.num_words
-        );
-        ensure!(
-            self.num_words <= u32::MAX as usize,
-            "num_words {} is too large: at most {}",
-            self.num_words,
-            u32::MAX
-        );
-        ensure!(
-            self.maxlen >= 1,
-            "maxlen {} is too small: it must be at least 1, e.g. 80",
-            self.maxlen
-        );
-        for (name, id) in [
-            ("pad_id", self.pad_id),
-            ("start_id", self.start_id),
-            ("oov_id", self.oov_id),
-        ] {
-            ensure!(
-                (id as usize) < self.num_words,
-                "{name} {id} must be below num_words {}",
-                self.num_words
-            );
-        }
-        Ok(())
+        Ok(crate::validate::preprocessing(self)?)
     }
 
     /// Encodes one text and pads it to `maxlen` (the row `predict` feeds the model).

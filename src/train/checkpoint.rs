@@ -12,7 +12,10 @@ use super::history::History;
 use super::{EarlyStopper, EarlyStopping, TrainConfig, TrainState};
 use crate::data::{Dataset, Preprocessing};
 use crate::nn::adam::Adam;
+use crate::nn::params::Layout;
 use crate::nn::{ModelConfig, Params};
+use crate::report::summary::param_count;
+use crate::validate::{self, Section};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -102,6 +105,8 @@ fn le_bytes(v: &[f32]) -> Vec<u8> {
 pub fn save(dir: &Path, c: &Checkpoint) -> Result<()> {
     let path = path_in(dir);
     let shown = path.display();
+    // A checkpoint that `load` would refuse is never written.
+    check_spec(&c.spec).with_context(|| format!("cannot save checkpoint {shown}"))?;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT_NAME.to_string());
     meta.insert(
@@ -172,7 +177,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         path_in(dir)
     };
     let shown = path.display();
-    let bytes = match std::fs::read(&path) {
+    let bytes = match crate::model_file::read_safetensors(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             if dir.is_dir() {
@@ -188,9 +193,10 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
                 dir.display()
             )
         }
+        Err(e) if e.kind() == ErrorKind::InvalidData => bail!("checkpoint {shown}: {e}"),
         Err(e) => bail!("cannot read checkpoint {shown}: {e}"),
     };
-    decode(&bytes).map_err(|e| anyhow!("checkpoint {shown}: {e:#}"))
+    load_bytes(&bytes).map_err(|e| anyhow!("checkpoint {shown}: {e:#}"))
 }
 
 /// The metadata string under `key`.
@@ -209,14 +215,106 @@ fn meta_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| anyhow!("the \"{key}\" metadata is not valid ({e}); the file is damaged"))
 }
 
-/// Parses and checks the bytes of a checkpoint (errors do not name the file; the caller does).
-fn decode(bytes: &[u8]) -> Result<Checkpoint> {
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
+/// Where each section of the settings is stored in a checkpoint: the `run` metadata's JSON.
+fn run_key(s: Section) -> &'static str {
+    match s {
+        Section::Model => "run.model.",
+        Section::Preprocessing => "run.preprocessing.",
+        Section::Train => "run.train.",
+        Section::Run => "run.",
+    }
+}
+
+/// The run's settings, checked as `train` checks its flags.
+fn check_spec(spec: &RunSpec) -> Result<()> {
+    validate::run(
+        &spec.model,
+        &spec.preprocessing,
+        &spec.train,
+        spec.validation_split,
+        spec.limit,
+        spec.early_stopping.as_ref(),
+    )
+    .map_err(|e| anyhow!("{}", e.in_file(run_key)))
+}
+
+/// The history and early stopping's state must describe epochs this run can have had.
+fn check_progress(
+    spec: &RunSpec,
+    history: &History,
+    early: Option<&EarlyStopper>,
+    finished: bool,
+    step: u64,
+) -> Result<()> {
+    let done = history.epochs.len();
+    let epochs = spec.train.epochs;
+    ensure!(
+        done <= epochs,
+        "the history lists {done} epochs, but run.train.epochs is {epochs}; the file is damaged"
+    );
+    for (i, e) in history.epochs.iter().enumerate() {
+        ensure!(
+            e.epoch == i + 1,
+            "the history lists epoch {} in place {}; the file is damaged",
+            e.epoch,
+            i + 1
+        );
+        let fraction = |v: f64| (0.0..=1.0).contains(&v);
+        let ok = e.loss.is_finite()
+            && e.val_loss.is_none_or(f64::is_finite)
+            && fraction(e.accuracy)
+            && e.val_accuracy.is_none_or(fraction)
+            && e.seconds.is_finite()
+            && e.seconds >= 0.0;
+        ensure!(
+            ok,
+            "the history's epoch {} holds an impossible value (a loss that is not finite, an \
+             accuracy outside [0, 1] or negative seconds); the file is damaged",
+            e.epoch
+        );
+    }
+    // Every epoch takes at least one step.
+    ensure!(
+        step >= done as u64,
+        "adam_step is {step}, fewer than the {done} epochs done; the file is damaged"
+    );
+    let stopped = match early {
+        Some(e) => {
+            let at_most_done = |v: Option<usize>| v.is_none_or(|v| (1..=done).contains(&v));
+            ensure!(
+                at_most_done(e.best_epoch)
+                    && e.stopped_epoch.is_none_or(|s| s == done)
+                    && e.wait <= done
+                    && e.best.is_none_or(f64::is_finite),
+                "the early-stopping state (best epoch {:?}, stopped after {:?}, wait {}) does not \
+                 fit the {done} epochs done; the file is damaged",
+                e.best_epoch,
+                e.stopped_epoch,
+                e.wait
+            );
+            e.stopped()
+        }
+        None => false,
+    };
+    ensure!(
+        !finished || done == epochs || stopped,
+        "the run is marked finished after {done} of {epochs} epochs without stopping early; the \
+         file is damaged"
+    );
+    Ok(())
+}
+
+/// Parses and checks the bytes of a checkpoint, as [`load`] does after reading the file; errors
+/// do not name the file (the caller does). Never panics and allocates nothing the settings have
+/// not been checked for, whatever the bytes (it is fuzzed).
+pub fn load_bytes(bytes: &[u8]) -> Result<Checkpoint> {
+    let (header_len, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
         anyhow!(
             "not a checkpoint: not a valid safetensors file ({e:?}); it is damaged or was \
              not written by imdb-lstm"
         )
     })?;
+    let data = &bytes[8 + header_len..];
     let meta = header
         .metadata()
         .as_ref()
@@ -243,6 +341,7 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint> {
         );
     }
     let spec: RunSpec = meta_json(meta, "run")?;
+    check_spec(&spec)?;
     let history: History = meta_json(meta, "history")?;
     let rng: rand_pcg::Pcg64 = meta_json(meta, "rng")?;
     let step: u64 = meta_str(meta, "adam_step")?.parse().map_err(|_| {
@@ -260,57 +359,69 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint> {
         early.as_ref().map(|e| &e.cfg) == spec.early_stopping.as_ref(),
         "the early-stopping state does not match the run's settings; the file is damaged"
     );
-    for (i, e) in history.epochs.iter().enumerate() {
-        ensure!(
-            e.epoch == i + 1,
-            "the history lists epoch {} in place {}; the file is damaged",
-            e.epoch,
-            i + 1
+    check_progress(&spec, &history, early.as_ref(), finished, step)?;
+
+    // Exactly the tensors this run has, each of the parameter count its (checked) config
+    // implies, before any is copied.
+    let n = param_count(&spec.model);
+    let keeps_best = early
+        .as_ref()
+        .is_some_and(|e| e.cfg.restore_best && e.best_epoch.is_some());
+    let mut wanted = vec!["params", "adam_m", "adam_v"];
+    if keeps_best {
+        wanted.push("best_params");
+    }
+    if let Some(extra) = header
+        .tensors()
+        .keys()
+        .find(|k| !wanted.contains(&k.as_str()))
+    {
+        bail!(
+            "unexpected tensor {extra} (this run's checkpoint holds only {}); the file is damaged",
+            wanted.join(", ")
         );
     }
-
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| anyhow!("not a valid safetensors file ({e:?}); the file is damaged"))?;
-    let mut params = Params::zeros(&spec.model);
-    let n = params.data.len();
-    let tensor = |name: &str| -> Result<Option<Vec<f32>>> {
-        let t = match st.tensor(name) {
-            Ok(t) => t,
-            Err(_) => return Ok(None),
-        };
+    let tensor = |name: &str| -> Result<Vec<f32>> {
+        let t = header
+            .info(name)
+            .ok_or_else(|| anyhow!("tensor {name} is missing; the file is damaged"))?;
         ensure!(
-            t.dtype() == Dtype::F32 && t.shape() == [n] && t.data().len() == 4 * n,
+            t.dtype == Dtype::F32 && t.shape == [n],
             "tensor {name} is {:?} {:?}; the run's model needs F32 [{n}]: the file is damaged",
-            t.dtype(),
-            t.shape()
+            t.dtype,
+            t.shape
         );
-        let values: Vec<f32> = t
-            .data()
+        // read_metadata checked that the offsets cover the data exactly.
+        let (start, end) = t.data_offsets;
+        let values: Vec<f32> = data[start..end]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        Ok(Some(values))
+        // Adam's second moments are squares: a negative one would make its step NaN.
+        let ok = |v: &f32| v.is_finite() && (name != "adam_v" || *v >= 0.0);
+        if let Some(i) = values.iter().position(|v| !ok(v)) {
+            bail!(
+                "tensor {name} holds {} at index {i}; the file is damaged",
+                values[i]
+            );
+        }
+        Ok(values)
     };
-    let need = |name: &str| -> Result<Vec<f32>> {
-        tensor(name)?.ok_or_else(|| anyhow!("tensor {name} is missing; the file is damaged"))
+    let params = Params {
+        cfg: spec.model.clone(),
+        layout: Layout::new(&spec.model),
+        data: tensor("params")?,
     };
-    params.data = need("params")?;
-    ensure!(
-        params.data.iter().all(|v| v.is_finite()),
-        "the weights hold a non-finite value; the file is damaged"
-    );
     let adam = Adam {
         cfg: spec.train.adam.clone(),
         step,
-        m: need("adam_m")?,
-        v: need("adam_v")?,
+        m: tensor("adam_m")?,
+        v: tensor("adam_v")?,
     };
     if let Some(e) = &mut early {
-        e.best_params = tensor("best_params")?;
-        ensure!(
-            !e.cfg.restore_best || e.best_epoch.is_none() || e.best_params.is_some(),
-            "the best weights (tensor best_params) are missing; the file is damaged"
-        );
+        if keeps_best {
+            e.best_params = Some(tensor("best_params")?);
+        }
     }
     Ok(Checkpoint {
         spec,
