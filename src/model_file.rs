@@ -9,10 +9,9 @@
 //! `format_version`, `config`, `preprocessing`, `vocabulary` and, when known, `training`.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::fs::{self, File};
+use std::io::{self, ErrorKind, Read};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -167,7 +166,7 @@ pub fn save(path: &Path, model: &ModelFile) -> Result<()> {
     }
 
     let bytes = encode(model).with_context(|| format!("cannot save model to {shown}"))?;
-    write_atomically(path, &bytes)
+    crate::atomic::write(path, &bytes).with_context(|| format!("cannot save model to {shown}"))
 }
 
 /// Serialises the (already validated) model into safetensors bytes.
@@ -206,68 +205,6 @@ fn encode(model: &ModelFile) -> Result<Vec<u8>> {
             describe_st_error(&e)
         )
     })
-}
-
-/// Writes `bytes` to a temp file next to `path`, fsyncs it, renames it over `path` and fsyncs the
-/// folder; removes the temp file on any failure.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let shown = path.display();
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("cannot save model to {shown}: the path has no file name"))?;
-    let dir: PathBuf = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.exists() {
-        bail!(
-            "cannot save model to {shown}: folder {} does not exist (create it first)",
-            dir.display()
-        );
-    }
-    if !dir.is_dir() {
-        bail!(
-            "cannot save model to {shown}: {} is not a folder",
-            dir.display()
-        );
-    }
-    // Process id plus a counter: concurrent saves (threads or processes) never share a temp file.
-    static SAVES: AtomicUsize = AtomicUsize::new(0);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(
-        ".{}-{}.tmp",
-        std::process::id(),
-        SAVES.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-
-    let result = (|| -> Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .with_context(|| format!("cannot create temp file {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("cannot write temp file {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot fsync temp file {}", tmp.display()))?;
-        drop(f);
-        fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {shown}", tmp.display()))?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e.context(format!("cannot save model to {shown}")));
-    }
-    // Make the rename itself durable; not every platform lets a folder be opened and synced,
-    // and the file is already complete, so a failure here is not an error.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// Reads and validates a model file written by [`save`]; every problem is one clear line naming

@@ -312,7 +312,7 @@ fn stopped(done: usize, ck_path: &Path, dir: &Path) -> anyhow::Error {
 }
 
 /// Removes temp files that a killed process left behind while writing the run's outputs
-/// (the writes go to `.NAME...tmp...` files in the run folder, then are renamed).
+/// (the writes go to temp files in the run folder, named as [`crate::atomic`] names them, then are renamed).
 fn remove_stale_temp_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -320,9 +320,7 @@ fn remove_stale_temp_files(dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let ours = RUN_FILES
-            .iter()
-            .any(|f| name.starts_with(&format!(".{f}.")) && name.contains("tmp"));
+        let ours = RUN_FILES.iter().any(|f| crate::atomic::is_temp_of(name, f));
         if ours {
             let _ = std::fs::remove_file(entry.path());
         }

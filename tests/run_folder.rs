@@ -208,3 +208,30 @@ fn json_log_reports_the_test_score_and_the_model() {
     assert_eq!(lines[3]["model"], model.display().to_string());
     assert_eq!(lines[3]["run_folder"], dir.display().to_string());
 }
+
+/// Temp files a killed writer left in the run folder (named as `imdb_lstm::atomic` names them)
+/// are cleared when a run starts there; a user's own hidden file that merely looks similar stays.
+#[test]
+fn stale_temp_files_are_cleared_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 10);
+    let out = tmp.path().join("run");
+    std::fs::create_dir(&out).unwrap();
+    let stale = [
+        ".model.safetensors.tmp-4242-0.safetensors",
+        ".history.png.tmp-4242-3.png",
+        ".checkpoint.safetensors.tmp-1-7.safetensors",
+    ];
+    for name in stale {
+        std::fs::write(out.join(name), b"half").unwrap();
+    }
+    let mine = ".history.json.tmp-notes";
+    std::fs::write(out.join(mine), b"mine").unwrap();
+    let (code, _, err) = run(&mut train(&archive, &out, &["--quiet"]));
+    assert_eq!(code, 0, "{err}");
+    let names = file_names(&out);
+    for name in stale {
+        assert!(!names.iter().any(|n| n == name), "{name} left in {names:?}");
+    }
+    assert_eq!(std::fs::read(out.join(mine)).unwrap(), b"mine");
+}

@@ -3,7 +3,6 @@
 //! Everything here is drawn in-process: no Python, no Graphviz, no system fonts
 //! (the plot text uses a DejaVu Sans face embedded in the binary).
 
-pub mod atomic;
 pub mod graph;
 pub mod history_files;
 pub mod plot;

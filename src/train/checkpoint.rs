@@ -157,14 +157,7 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<()> {
     }
     let bytes = safetensors::serialize(views, &Some(meta))
         .map_err(|e| anyhow!("cannot save checkpoint {shown}: {e:?}"))?;
-    crate::report::atomic::write_atomic(&path, &bytes)
-        .with_context(|| format!("cannot save checkpoint {shown}"))?;
-    // Make the rename durable too; not every platform can sync a folder, and the file itself
-    // is complete either way.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::atomic::write(&path, &bytes).with_context(|| format!("cannot save checkpoint {shown}"))
 }
 
 /// Reads the checkpoint of the run folder `dir` (or the checkpoint file itself). Every problem
