@@ -4,18 +4,15 @@
 //! that one process at a time may write. `imdb-lstm train` turns its flags into a [`TrainPlan`]
 //! and [`RunOptions`] and calls [`start`] or [`resume`].
 
-use crate::data::Preprocessing;
 use crate::data::{self, Dataset, Encoded};
 use crate::model_file::{self, ModelFile, TrainingFacts};
-use crate::nn::ModelConfig;
 use crate::nn::{Engine, Params};
 use crate::report;
 use crate::train::checkpoint::{self, Checkpoint, RunSpec};
 use crate::train::history::History;
 use crate::train::progress::{LogFormat, Progress};
-use crate::train::{
-    run_epoch_until, EarlyStopper, EarlyStopping, Interrupted, Split, TrainConfig, TrainState,
-};
+pub use crate::train::TrainPlan;
+use crate::train::{run_epoch_until, EarlyStopper, Interrupted, Split, TrainState};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::ffi::c_int;
@@ -24,20 +21,6 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
-
-/// Everything a new run needs, checked.
-#[derive(Clone, Debug)]
-pub struct TrainPlan {
-    pub model: ModelConfig,
-    pub pre: Preprocessing,
-    pub train: TrainConfig,
-    /// Validation fraction of the training data (0.2 by default with early stopping); None
-    /// validates on the test set, as the tutorial does.
-    pub validation_split: Option<f64>,
-    pub limit: Option<usize>,
-    /// Early stopping on val_loss, when asked for.
-    pub early_stopping: Option<EarlyStopping>,
-}
 
 /// Where a run goes, where its data comes from, and how it reports: what `start` and `resume`
 /// take besides the plan.
@@ -327,18 +310,6 @@ fn remove_stale_temp_files(dir: &Path) {
     }
 }
 
-/// The checked plan of a checkpointed run.
-fn plan_of(spec: &RunSpec) -> TrainPlan {
-    TrainPlan {
-        model: spec.model.clone(),
-        pre: spec.preprocessing.clone(),
-        train: spec.train.clone(),
-        validation_split: spec.validation_split,
-        limit: spec.limit,
-        early_stopping: spec.early_stopping.clone(),
-    }
-}
-
 /// The data ready for the fit loop.
 struct Prepared {
     ds: Dataset,
@@ -423,13 +394,8 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
         }
     }
     let spec = RunSpec {
-        model: plan.model.clone(),
-        preprocessing: plan.pre.clone(),
-        train: plan.train.clone(),
-        validation_split: plan.validation_split,
-        limit: plan.limit,
+        plan: plan.clone(),
         data: source,
-        early_stopping: plan.early_stopping.clone(),
     };
     let ck = Checkpoint {
         state: TrainState::new(&plan.model, &plan.train),
@@ -475,12 +441,12 @@ pub fn resume(given: &Path, opts: &RunOptions) -> Result<()> {
     remove_stale_temp_files(&dir);
     let spec = &ck.spec;
     if let Some(t) = opts.threads {
-        if t != spec.train.threads {
+        if t != spec.plan.train.threads {
             bail!(
                 "--threads {t} differs from the run's {} threads: the batch split depends on the \
                  thread count, so only {} continues the run bit for bit (leave --threads out)",
-                spec.train.threads,
-                spec.train.threads
+                spec.plan.train.threads,
+                spec.plan.train.threads
             );
         }
     }
@@ -502,11 +468,11 @@ pub fn resume(given: &Path, opts: &RunOptions) -> Result<()> {
         out.quiet,
         "Resuming {} after epoch {done} of {} (seed {}, {} threads)",
         dir.display(),
-        spec.train.epochs,
-        spec.train.seed,
-        spec.train.threads
+        spec.plan.train.epochs,
+        spec.plan.train.seed,
+        spec.plan.train.threads
     );
-    let plan = plan_of(spec);
+    let plan = spec.plan.clone();
     let source = match &opts.data {
         Some(flag) => {
             let p = data::resolve_source(Some(flag), false)?;

@@ -4,8 +4,7 @@
 
 use crate::data::{Preprocessing, TOKENIZER_NAME, TOKENIZER_VERSION};
 use crate::nn::ModelConfig;
-use crate::report::summary::param_count;
-use crate::train::{EarlyStopping, TrainConfig};
+use crate::train::TrainConfig;
 
 /// The longest review a model may read. `maxlen` shapes no tensor, so without a bound a tiny
 /// crafted file could make `predict` allocate gigabytes per review; reviews run to a few
@@ -258,7 +257,7 @@ pub fn model(m: &ModelConfig) -> Result<(), Invalid> {
             ("embed_dim", m.embed_dim),
             ("units", m.units),
         ],
-        param_count(m),
+        m.param_count(),
         "parameters",
         MAX_PARAMS,
     )?;
@@ -393,15 +392,11 @@ pub fn train(t: &TrainConfig, m: &ModelConfig) -> Result<(), Invalid> {
 
 /// A whole run: the model, its preprocessing, the fit, and the validation split (a fraction;
 /// early stopping needs one, so it never watches the test set), `--limit` and early stopping.
-pub fn run(
-    m: &ModelConfig,
-    p: &Preprocessing,
-    t: &TrainConfig,
-    validation_split: Option<f64>,
-    limit: Option<usize>,
-    early_stopping: Option<&EarlyStopping>,
-) -> Result<(), Invalid> {
+pub fn run(plan: &crate::train::TrainPlan) -> Result<(), Invalid> {
     use Section::Run as S;
+    let (m, p, t) = (&plan.model, &plan.pre, &plan.train);
+    let (validation_split, limit) = (plan.validation_split, plan.limit);
+    let early_stopping = plan.early_stopping.as_ref();
     model_and_preprocessing(m, p)?;
     train(t, m)?;
     if let Some(f) = validation_split {
@@ -442,7 +437,15 @@ mod tests {
             threads: MAX_THREADS,
             ..TrainConfig::default()
         };
-        assert_eq!(run(&m, &p, &t, Some(0.2), Some(1), None), Ok(()));
+        let plan = crate::train::TrainPlan {
+            model: m.clone(),
+            pre: p.clone(),
+            train: t.clone(),
+            validation_split: Some(0.2),
+            limit: Some(1),
+            early_stopping: None,
+        };
+        assert_eq!(run(&plan), Ok(()));
         let long = |maxlen| ModelConfig {
             maxlen,
             embed_dim: 1,

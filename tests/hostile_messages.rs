@@ -235,7 +235,7 @@ fn negative_numbers_are_values_of_numeric_flags() {
     for (args, line) in [
         (
             vec!["train", "--dropout", "-0.1"],
-            "error: --dropout -0.1 is outside [0, 1): use a fraction such as 0.2",
+            "error: --dropout -0.1 is outside [0, 1): use a fraction such as 0.2 (default 0.2)",
         ),
         (
             vec!["train", "--learning-rate", "-1"],

@@ -9,7 +9,7 @@ use std::path::Path;
 use imdb_lstm::data::{Preprocessing, Side};
 use imdb_lstm::model_file::{self, ModelFile, TrainingFacts, FORMAT_NAME, FORMAT_VERSION};
 use imdb_lstm::nn::ModelConfig;
-use imdb_lstm::report::summary::{param_count, summary};
+use imdb_lstm::report::summary::summary;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
@@ -640,7 +640,7 @@ fn save_is_atomic_and_leaves_no_temp_files() {
 fn summary_default_config_exact() {
     let cfg = ModelConfig::default();
     let pre = Preprocessing::default();
-    assert_eq!(param_count(&cfg), 771_713);
+    assert_eq!(cfg.param_count(), 771_713);
     let s = summary(&cfg, &pre, Some(4996));
     let table: Vec<&str> = s.lines().take(14).collect();
     let expected = [
@@ -694,7 +694,7 @@ fn summary_non_default_config() {
         ..Preprocessing::default()
     };
     // 20000*128 + 4*64*(128+64+1) + 65
-    assert_eq!(param_count(&cfg), 2_560_000 + 49_408 + 65);
+    assert_eq!(cfg.param_count(), 2_560_000 + 49_408 + 65);
     let s = summary(&cfg, &pre, Some(123));
     let lines: Vec<&str> = s.lines().collect();
     assert_eq!(

@@ -171,7 +171,7 @@ fn a_folder_with_a_runs_files_needs_overwrite() {
         &["--epochs", "1", "--seed", "5", "--overwrite", "--quiet"],
     ));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(checkpoint::load(&dir).unwrap().spec.train.seed, 5);
+    assert_eq!(checkpoint::load(&dir).unwrap().spec.plan.train.seed, 5);
 
     let (code, _, err) = run(bin().args(["train", "--overwrite", "--resume"]).arg(&dir));
     assert_eq!(code, 2, "{err}");

@@ -3,24 +3,15 @@
 //! pass the same checks as `train`'s flags, tensors of the size the config implies, a history
 //! within the run's epochs.
 #![no_main]
-use imdb_lstm::report::summary::param_count;
 use imdb_lstm::train::checkpoint;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(c) = checkpoint::load_bytes(data) {
-        let s = &c.spec;
+        let s = &c.spec.plan;
         let early = s.early_stopping.as_ref();
-        imdb_lstm::validate::run(
-            &s.model,
-            &s.preprocessing,
-            &s.train,
-            s.validation_split,
-            s.limit,
-            early,
-        )
-        .unwrap();
-        let n = param_count(&s.model);
+        imdb_lstm::validate::run(s).unwrap();
+        let n = s.model.param_count();
         assert_eq!(c.state.params.layout.len(), n);
         for values in [&c.state.params.data, &c.state.adam.m, &c.state.adam.v] {
             assert_eq!(values.len(), n);

@@ -222,15 +222,15 @@ impl TrainArgs {
             ..TrainConfig::default()
         };
         train.adam.learning_rate = self.learning_rate;
-        let checked = crate::validate::run(
-            &model,
-            &pre,
-            &train,
+        let plan = TrainPlan {
+            model,
+            pre,
+            train,
             validation_split,
-            self.limit,
-            early_stopping.as_ref(),
-        );
-        if let Err(e) = checked {
+            limit: self.limit,
+            early_stopping,
+        };
+        if let Err(e) = crate::validate::run(&plan) {
             // One flag at fault: remind its default, as --help shows it.
             let default = match e.settings.as_slice() {
                 [s] => {
@@ -247,14 +247,7 @@ impl TrainArgs {
                 None => bail!("{}", e.for_flags()),
             }
         }
-        Ok(TrainPlan {
-            model,
-            pre,
-            train,
-            validation_split,
-            limit: self.limit,
-            early_stopping,
-        })
+        Ok(plan)
     }
 }
 

@@ -51,6 +51,25 @@ impl Default for ModelConfig {
 }
 
 impl ModelConfig {
+    /// Trainable parameters per layer: embedding V*D, LSTM 4*H*(D+H+1), dense H+1.
+    /// Saturates instead of overflowing on absurd configs (checks and summaries never panic).
+    pub fn layer_params(&self) -> [usize; 3] {
+        let (v, d, h) = (self.num_words, self.embed_dim, self.units);
+        let embedding = v.saturating_mul(d);
+        let lstm = h
+            .saturating_mul(4)
+            .saturating_mul(d.saturating_add(h).saturating_add(1));
+        let dense = h.saturating_add(1);
+        [embedding, lstm, dense]
+    }
+
+    /// Total trainable parameters (771,713 for the defaults), saturating.
+    pub fn param_count(&self) -> usize {
+        self.layer_params()
+            .iter()
+            .fold(0usize, |a, &b| a.saturating_add(b))
+    }
+
     /// Named tensors in Keras's layout: (name, shape). Gate order i, f, c, o.
     pub fn tensor_shapes(&self) -> Vec<(&'static str, Vec<usize>)> {
         let (v, d, h) = (self.num_words, self.embed_dim, self.units);

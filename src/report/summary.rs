@@ -7,25 +7,6 @@ use crate::nn::ModelConfig;
 /// Minimum inner widths of the three columns, as Keras 3 prints a Sequential model.
 const MIN_WIDTHS: [usize; 3] = [33, 24, 15];
 
-/// Trainable parameters per layer: embedding V*D, LSTM 4*H*(D+H+1), dense H+1.
-/// Saturates instead of overflowing on absurd configs (a summary must never panic).
-fn layer_params(cfg: &ModelConfig) -> [usize; 3] {
-    let (v, d, h) = (cfg.num_words, cfg.embed_dim, cfg.units);
-    let embedding = v.saturating_mul(d);
-    let lstm = h
-        .saturating_mul(4)
-        .saturating_mul(d.saturating_add(h).saturating_add(1));
-    let dense = h.saturating_add(1);
-    [embedding, lstm, dense]
-}
-
-/// Total trainable parameters of the model described by `cfg` (771,713 for the defaults).
-pub fn param_count(cfg: &ModelConfig) -> usize {
-    layer_params(cfg)
-        .iter()
-        .fold(0usize, |a, &b| a.saturating_add(b))
-}
-
 /// `1234567` -> `"1,234,567"`, as Keras prints parameter counts.
 pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
@@ -91,8 +72,8 @@ fn row(widths: &[usize; 3], border: char, cells: [&str; 3]) -> String {
 /// `vocab_len` is the number of words actually kept, when known (a trained or loaded model);
 /// otherwise the maximum num_words allows is shown.
 pub fn summary(cfg: &ModelConfig, pre: &Preprocessing, vocab_len: Option<usize>) -> String {
-    let params = layer_params(cfg);
-    let total = param_count(cfg);
+    let params = cfg.layer_params();
+    let total = cfg.param_count();
     let rows: [[String; 3]; 3] = [
         [
             "embedding (Embedding)".into(),

@@ -9,12 +9,11 @@
 //! (JSON), `early_stopping` (the [`EarlyStopper`] as JSON, when on) and `finished`.
 
 use super::history::History;
-use super::{EarlyStopper, EarlyStopping, TrainConfig, TrainState};
-use crate::data::{Dataset, Preprocessing};
+use super::{EarlyStopper, TrainPlan, TrainState};
+use crate::data::Dataset;
 use crate::nn::adam::Adam;
 use crate::nn::params::Layout;
-use crate::nn::{ModelConfig, Params};
-use crate::report::summary::param_count;
+use crate::nn::Params;
 use crate::validate::{self, Section};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -31,24 +30,14 @@ pub const FORMAT_NAME: &str = "imdb-lstm-checkpoint";
 /// The checkpoint layout this build writes and reads; any other version is refused.
 pub const CHECKPOINT_VERSION: u32 = 1;
 
-/// Everything needed to rebuild a run from scratch: the same values give the same sequences,
-/// the same initial weights and the same training.
+/// A run's settings and where its data is: the `run` metadata, one JSON object (the plan's fields
+/// and `data`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
-    /// The model's shape and dropout.
-    pub model: ModelConfig,
-    /// The text-to-ids settings.
-    pub preprocessing: Preprocessing,
-    /// Epochs, batch size, Adam, seed, threads, mask mode.
-    pub train: TrainConfig,
-    /// Fraction of the training data held out for validation (None: validate on the test set).
-    pub validation_split: Option<f64>,
-    /// `--limit`: only the first N train and N test reviews.
-    pub limit: Option<usize>,
+    #[serde(flatten)]
+    pub plan: TrainPlan,
     /// The dataset the run read (absolute when it could be made so).
     pub data: PathBuf,
-    /// Early stopping, when on.
-    pub early_stopping: Option<EarlyStopping>,
 }
 
 /// A run between two epochs.
@@ -220,15 +209,7 @@ fn run_key(s: Section) -> &'static str {
 
 /// The run's settings, checked as `train` checks its flags.
 fn check_spec(spec: &RunSpec) -> Result<()> {
-    validate::run(
-        &spec.model,
-        &spec.preprocessing,
-        &spec.train,
-        spec.validation_split,
-        spec.limit,
-        spec.early_stopping.as_ref(),
-    )
-    .map_err(|e| anyhow!("{}", e.in_file(run_key)))
+    validate::run(&spec.plan).map_err(|e| anyhow!("{}", e.in_file(run_key)))
 }
 
 /// The history and early stopping's state must describe epochs this run can have had.
@@ -240,7 +221,7 @@ fn check_progress(
     step: u64,
 ) -> Result<()> {
     let done = history.epochs.len();
-    let epochs = spec.train.epochs;
+    let epochs = spec.plan.train.epochs;
     ensure!(
         done <= epochs,
         "the history lists {done} epochs, but run.train.epochs is {epochs}; the file is damaged"
@@ -349,14 +330,14 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Checkpoint> {
         None => None,
     };
     ensure!(
-        early.as_ref().map(|e| &e.cfg) == spec.early_stopping.as_ref(),
+        early.as_ref().map(|e| &e.cfg) == spec.plan.early_stopping.as_ref(),
         "the early-stopping state does not match the run's settings; the file is damaged"
     );
     check_progress(&spec, &history, early.as_ref(), finished, step)?;
 
     // Exactly the tensors this run has, each of the parameter count its (checked) config
     // implies, before any is copied.
-    let n = param_count(&spec.model);
+    let n = spec.plan.model.param_count();
     let keeps_best = early
         .as_ref()
         .is_some_and(|e| e.cfg.restore_best && e.best_epoch.is_some());
@@ -401,12 +382,12 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Checkpoint> {
         Ok(values)
     };
     let params = Params {
-        cfg: spec.model.clone(),
-        layout: Layout::new(&spec.model),
+        cfg: spec.plan.model.clone(),
+        layout: Layout::new(&spec.plan.model),
         data: tensor("params")?,
     };
     let adam = Adam {
-        cfg: spec.train.adam.clone(),
+        cfg: spec.plan.train.adam.clone(),
         step,
         m: tensor("adam_m")?,
         v: tensor("adam_v")?,
@@ -433,36 +414,41 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Checkpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Preprocessing;
+    use crate::nn::ModelConfig;
     use crate::train::history::EpochRecord;
+    use crate::train::{EarlyStopping, TrainConfig};
     use rand::Rng;
 
     fn small_spec() -> RunSpec {
         RunSpec {
-            model: ModelConfig {
-                num_words: 20,
-                embed_dim: 3,
-                units: 2,
-                maxlen: 5,
-                dropout: 0.1,
-                recurrent_dropout: 0.2,
+            plan: TrainPlan {
+                model: ModelConfig {
+                    num_words: 20,
+                    embed_dim: 3,
+                    units: 2,
+                    maxlen: 5,
+                    dropout: 0.1,
+                    recurrent_dropout: 0.2,
+                },
+                pre: Preprocessing {
+                    num_words: 20,
+                    maxlen: 5,
+                    ..Preprocessing::default()
+                },
+                train: TrainConfig {
+                    threads: 2,
+                    ..TrainConfig::default()
+                },
+                validation_split: Some(0.25),
+                limit: Some(7),
+                early_stopping: Some(EarlyStopping {
+                    patience: 2,
+                    min_delta: 0.001,
+                    restore_best: true,
+                }),
             },
-            preprocessing: Preprocessing {
-                num_words: 20,
-                maxlen: 5,
-                ..Preprocessing::default()
-            },
-            train: TrainConfig {
-                threads: 2,
-                ..TrainConfig::default()
-            },
-            validation_split: Some(0.25),
-            limit: Some(7),
             data: PathBuf::from("/data/x.tar.gz"),
-            early_stopping: Some(EarlyStopping {
-                patience: 2,
-                min_delta: 0.001,
-                restore_best: true,
-            }),
         }
     }
 
@@ -470,7 +456,7 @@ mod tests {
     #[test]
     fn round_trip_is_exact() {
         let spec = small_spec();
-        let mut state = TrainState::new(&spec.model, &spec.train);
+        let mut state = TrainState::new(&spec.plan.model, &spec.plan.train);
         let _: u64 = state.rng.gen();
         state.adam.step = 17;
         for (i, (m, v)) in state.adam.m.iter_mut().zip(&mut state.adam.v).enumerate() {
@@ -485,7 +471,7 @@ mod tests {
             val_accuracy: Some(1e-300),
             seconds: 0.123456789,
         });
-        let mut es = EarlyStopper::new(spec.early_stopping.clone().unwrap());
+        let mut es = EarlyStopper::new(spec.plan.early_stopping.clone().unwrap());
         es.on_epoch_end(&state.history.epochs[0], &state.params.data)
             .unwrap();
         let ck = Checkpoint {
@@ -522,7 +508,7 @@ mod tests {
         assert!(e.contains("not a checkpoint"), "{e}");
         let spec = small_spec();
         let ck = Checkpoint {
-            state: TrainState::new(&spec.model, &spec.train),
+            state: TrainState::new(&spec.plan.model, &spec.plan.train),
             spec,
             data_fingerprint: String::new(),
             early: None,
@@ -530,7 +516,7 @@ mod tests {
         };
         let e = format!("{:#}", {
             let mut c = ck.clone();
-            c.spec.early_stopping = None;
+            c.spec.plan.early_stopping = None;
             save(dir.path(), &c).unwrap();
             let mut bytes = std::fs::read(path_in(dir.path())).unwrap();
             // Same length, other version: the header is JSON text, so edit it in place.

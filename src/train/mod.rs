@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod history;
 pub mod progress;
 
+use crate::data::Preprocessing;
 use crate::nn::adam::{Adam, AdamConfig};
 use crate::nn::model::BatchStats;
 use crate::nn::{BatchMasks, Engine, Gradients, ModelConfig, Params};
@@ -298,6 +299,26 @@ pub struct EarlyStopping {
     pub min_delta: f64,
     /// Put the best epoch's weights back at the end (Keras `restore_best_weights`).
     pub restore_best: bool,
+}
+
+/// Everything a run needs besides its data, checked: the same values give the same sequences,
+/// the same initial weights and the same training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainPlan {
+    /// The model's shape and dropout.
+    pub model: ModelConfig,
+    /// The text-to-ids settings.
+    #[serde(rename = "preprocessing")]
+    pub pre: Preprocessing,
+    /// Epochs, batch size, Adam, seed, threads, mask mode.
+    pub train: TrainConfig,
+    /// Validation fraction of the training data (0.2 by default with early stopping); None
+    /// validates on the test set, as the tutorial does.
+    pub validation_split: Option<f64>,
+    /// `--limit`: only the first N train and N test reviews.
+    pub limit: Option<usize>,
+    /// Early stopping on val_loss, when asked for.
+    pub early_stopping: Option<EarlyStopping>,
 }
 
 /// The running state of early stopping, following Keras 3's `EarlyStopping.on_epoch_end`.
