@@ -310,8 +310,8 @@ enum MaskPlan {
         gates: usize,
         d: usize,
         h: usize,
-        x: f32,
-        hr: f32,
+        dropout: f32,
+        recurrent_dropout: f32,
     },
 }
 
@@ -426,8 +426,8 @@ impl Network {
                         gates,
                         d,
                         h: r.units,
-                        x: r.dropout,
-                        hr: r.recurrent_dropout,
+                        dropout: r.dropout,
+                        recurrent_dropout: r.recurrent_dropout,
                     };
                     nodes.push(node(Kind::Recurrent {
                         cell,
@@ -546,24 +546,51 @@ impl Network {
             self.param_count,
             "params must be the arch's layout"
         );
+        // Every batch waits for this: the matrices are packed side by side on the threads.
+        type Job<'a> = Box<dyn FnOnce() + Send + 'a>;
+        let mut jobs: Vec<Job> = Vec::new();
         for node in &mut self.nodes {
             let p = &params[node.params.clone()];
             match &mut node.kind {
                 Kind::Recurrent {
                     cell, d, h, dirs, ..
                 } => {
-                    let (g, dl) = (cell.gates(), dir_len(*cell, *d, *h));
+                    let (g, d, h) = (cell.gates(), *d, *h);
+                    let dl = dir_len(*cell, d, h);
                     for (k, pc) in dirs.iter_mut().enumerate() {
-                        let (w, u, _) = split_dir(&p[k * dl..(k + 1) * dl], *d, *h, g * *h);
-                        pc.kernel.pack_gates(w, *d, g, *h);
-                        pc.recurrent.pack_gates(u, *h, g, *h);
+                        let (w, u, _) = split_dir(&p[k * dl..(k + 1) * dl], d, h, g * h);
+                        let (kp, rp) = (&mut pc.kernel, &mut pc.recurrent);
+                        jobs.push(Box::new(move || kp.pack_gates(w, d, g, h)));
+                        jobs.push(Box::new(move || rp.pack_gates(u, h, g, h)));
                     }
                 }
-                Kind::Dense(dense) => dense.pack(&p[..dense.inp * dense.units]),
-                Kind::Conv(conv) => conv.pack(&p[..p.len() - conv.filters]),
+                Kind::Dense(dense) => {
+                    jobs.push(Box::new(move || dense.pack(&p[..dense.inp * dense.units])))
+                }
+                Kind::Conv(conv) => {
+                    jobs.push(Box::new(move || conv.pack(&p[..p.len() - conv.filters])))
+                }
                 _ => {}
             }
         }
+        let threads = self.threads.min(jobs.len()).max(1);
+        let mut groups: Vec<Vec<Job>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, job) in jobs.into_iter().enumerate() {
+            groups[i % threads].push(job);
+        }
+        std::thread::scope(|s| {
+            let mine = groups.pop().expect("at least one group");
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|g| s.spawn(move || g.into_iter().for_each(|job| job())))
+                .collect();
+            mine.into_iter().for_each(|job| job()); // the calling thread packs its share
+            for hnd in handles {
+                if let Err(e) = hnd.join() {
+                    std::panic::resume_unwind(e);
+                }
+            }
+        });
         self.table_fresh = false;
     }
 
@@ -591,8 +618,8 @@ impl Network {
                     gates,
                     d,
                     h,
-                    x,
-                    hr,
+                    dropout,
+                    recurrent_dropout,
                 } => {
                     let mut sets = match std::mem::take(m) {
                         LayerMasks::Recurrent(v) => v,
@@ -602,7 +629,9 @@ impl Network {
                     let groups = if per_gate { gates } else { 1 };
                     for set in &mut sets {
                         set.groups = groups;
-                        for (slot, rate, width) in [(&mut set.x, x, d), (&mut set.h, hr, h)] {
+                        for (slot, rate, width) in
+                            [(&mut set.x, dropout, d), (&mut set.h, recurrent_dropout, h)]
+                        {
                             if rate > 0.0 {
                                 let mut v = slot.take().unwrap_or_default();
                                 draw(rng, batch * groups * width, rate, &mut v);
@@ -619,7 +648,8 @@ impl Network {
     }
 
     /// Forward and backward on one training batch: `ids` `[B, maxlen]`, `targets` `[B]` (0/1
-    /// for a sigmoid head, class indices for a softmax head; the caller checks them). `grads` is
+    /// for a sigmoid head, class indices for a softmax head; the caller checks them); `masks` as
+    /// [`Network::draw_masks`] draws them for B sequences, or empty for none. `grads` is
     /// overwritten with the gradient of the batch's mean loss. Returns the batch's sums.
     pub fn train_batch(
         &mut self,
@@ -709,6 +739,7 @@ impl Network {
     /// an `[V, G*H]` table (embeddings * kernel), as [`super::model::Engine`] does.
     pub fn predict_logits(&mut self, params: &[f32], ids: &[u32], out: &mut [f32]) {
         let (t_len, k_out) = (self.maxlen, self.classes());
+        assert_eq!(out.len() % k_out, 0, "out must be [n, classes]");
         let n = out.len() / k_out;
         assert_eq!(ids.len(), n * t_len, "ids must be [n, maxlen]");
         assert_eq!(
