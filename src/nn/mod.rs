@@ -10,6 +10,7 @@ pub mod gemm;
 pub mod gru;
 pub mod lstm;
 pub mod model;
+pub mod network;
 pub mod packed;
 pub mod params;
 pub mod pool;
