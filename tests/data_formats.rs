@@ -270,6 +270,17 @@ fn jsonl_labels_as_strings_integers_booleans() {
     let d = train(&p).unwrap();
     assert_eq!(d.label_set.names(), ["false", "true"]);
     assert_eq!(label_names(&d), [["true"], ["false"]]);
+
+    // A list of labels makes the record multi-label.
+    let p = write(
+        tmp.path(),
+        "m.jsonl",
+        "{\"text\": \"a\", \"label\": [\"x\", 2, \"x\"]}\n{\"text\": \"b\", \"label\": \"x\"}\n",
+    );
+    let d = train(&p).unwrap();
+    assert_eq!(d.label_set.kind(), TaskKind::MultiLabel);
+    assert_eq!(d.label_set.names(), ["2", "x"]);
+    assert_eq!(label_names(&d), vec![vec!["2", "x"], vec!["x"]]);
 }
 
 #[test]
