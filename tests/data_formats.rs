@@ -80,6 +80,19 @@ fn csv_quotes_bom_crlf_and_other_columns() {
 }
 
 #[test]
+fn csv_bytes_that_are_not_utf8_are_decoded_lossily() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = write(
+        tmp.path(),
+        "d.csv",
+        b"text,label\ncaf\xe9 ok,pos\nfine,n\xffeg\n".as_slice(),
+    );
+    let d = train(&p).unwrap();
+    assert_eq!(d.items, ["caf\u{fffd} ok", "fine"]);
+    assert_eq!(d.label_set.names(), ["n\u{fffd}eg", "pos"]);
+}
+
+#[test]
 fn csv_columns_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let p = write(
