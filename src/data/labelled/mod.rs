@@ -287,7 +287,8 @@ fn too_long(place: &Place, cap: u64) -> anyhow::Error {
     )
 }
 
-/// Checks the text and labels of a record at `place`; `what` names where they were looked for.
+/// Checks the text and labels of a record at `place`; `text_what` and `label_what` say why one
+/// is missing (where it was looked for).
 fn record(
     text: String,
     labels: Vec<String>,
