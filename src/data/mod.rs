@@ -58,6 +58,7 @@ impl Default for Preprocessing {
 
 pub mod archive;
 pub mod download;
+pub mod labelled;
 pub mod sequences;
 pub mod source;
 pub mod tokenize;
@@ -65,6 +66,7 @@ pub mod vocab;
 
 pub use archive::{load_reviews, RawDataset, Review};
 pub use download::download;
+pub use labelled::{records, Format, LabelSet, Labelled, ReadOptions, Record, TaskKind};
 pub use sequences::{pad_sequences, prepare, shuffled_orders, Dataset, Encoded};
 pub use source::{cache_dir, resolve_source, OFFICIAL_SHA256, OFFICIAL_SIZE, OFFICIAL_URL};
 pub use tokenize::{for_each_token, tokenize, TOKENIZER_NAME, TOKENIZER_VERSION};
