@@ -3,12 +3,12 @@
 //! Each training step multiplies a thin A (16..64 rows) by the same recurrent weights 80 times
 //! per batch. A general GEMM repacks B and re-plans its blocking on every call. Here B is packed
 //! once ([`PackedB::pack`]) into column panels of `nr` floats per k-row (two vector registers:
-//! 16 on AVX2 and the portable path, 32 on AVX-512, chosen at pack time from [`isa`]), 64-byte
-//! aligned and zero-padded, which the microkernel streams; A is read in place (broadcasts of
-//! single elements) and C is updated in place, with the C tile prefetched because in the time
-//! loop it is cold. Single-threaded the AVX2 kernel reaches ~93% of the core's FMA peak at these
-//! shapes, 1.05-1.25x the `gemm` crate per product and ~1.27x over an 80-step loop (see
-//! `examples/kernel_bench.rs` and BENCHMARKS.md for AVX-512).
+//! 16 on AVX2 and the portable path, 32 on AVX-512, chosen at pack time from [`isa`] and n),
+//! 64-byte aligned and zero-padded, which the microkernel streams; A is read in place
+//! (broadcasts of single elements) and C is updated in place, with the C tile prefetched because
+//! in the time loop it is cold. Single-threaded the AVX2 kernel reaches ~93% of the core's FMA
+//! peak at these shapes, 1.05-1.25x the `gemm` crate per product and ~1.27x over an 80-step loop
+//! (see `examples/kernel_bench.rs` and BENCHMARKS.md for AVX-512).
 //!
 //! Math: every element of C is `sum_p a[i,p] * b[p,j]`, accumulated in order p = 0..k from 0
 //! (fused multiply-add on AVX2 and AVX-512, multiply then add in the portable path), then stored
@@ -33,6 +33,19 @@ fn panel_width(isa: Isa) -> usize {
         // simd::Avx512: NV = 2 registers of 16 lanes.
         Isa::Avx512 => 32,
         Isa::Avx2 | Isa::Baseline => NR,
+    }
+}
+
+/// The kernel for n columns: the widest, unless AVX2's narrower panels pad fewer columns (n = 16
+/// computes 16 columns on AVX2 but 32 on AVX-512, which is only ~5% faster per column). The
+/// choice never changes a result: the two kernels agree bit for bit.
+fn best_for(n: usize) -> Isa {
+    let widest = isa();
+    let padded = |isa| n.div_ceil(panel_width(isa)) * panel_width(isa);
+    if widest == Isa::Avx512 && padded(Isa::Avx2) < padded(widest) {
+        Isa::Avx2
+    } else {
+        widest
     }
 }
 
@@ -72,7 +85,7 @@ impl PackedB {
     ///
     /// Panics if `ldb < n` or `b` is too short for k rows of stride `ldb`.
     pub fn pack(&mut self, b: &[f32], ldb: usize, k: usize, n: usize) {
-        self.pack_for(isa(), b, ldb, k, n);
+        self.pack_for(best_for(n), b, ldb, k, n);
     }
 
     /// [`PackedB::pack`] for the kernel of `isa` rather than the widest (tests and
@@ -115,7 +128,7 @@ impl PackedB {
     ///
     /// Panics if `lds < k` or `s` is too short for n rows of stride `lds`.
     pub fn pack_transposed(&mut self, s: &[f32], lds: usize, k: usize, n: usize) {
-        self.pack_transposed_for(isa(), s, lds, k, n);
+        self.pack_transposed_for(best_for(n), s, lds, k, n);
     }
 
     /// [`PackedB::pack_transposed`] for the kernel of `isa`; panics if the CPU lacks it.
@@ -364,9 +377,10 @@ pub(crate) mod simd {
 
     /// 8 lanes in ymm; 6 x 2 + 2 + 1 = 15 of the 16 registers.
     pub struct Avx2;
-    /// 16 lanes in zmm. NV = 2, MR = 6 (12 FMA chains, as on AVX2) measured fastest at the
-    /// LSTM's shapes on Zen 4, 1.02-1.12x the AVX2 kernel; 1 x 12..14 and 2 x 7..12 were
-    /// slower than AVX2 there (BENCHMARKS.md).
+    /// 16 lanes in zmm. NV = 2, MR = 6 (12 FMA chains, as on AVX2; 15 of 32 registers) measured
+    /// best at the LSTM's shapes on Zen 4, 1.02-1.08x the AVX2 kernel, with MR 5 and 7 within
+    /// noise; NV = 1 with MR 12..14 and NV = 2 with MR 8..12 were slower than AVX2 there
+    /// (BENCHMARKS.md). 12 chains also cover the 2 FMA ports x 4 cycles of Intel's AVX-512.
     pub struct Avx512;
 
     // Unaligned-load instructions cost nothing extra on aligned data, and keep the kernel sound
@@ -837,6 +851,27 @@ mod tests {
         matmul_packed(2, &a, 3, &p, &mut c1, 7, false);
         matmul_packed(2, &a, 3, &q, &mut c2, 7, false);
         assert_eq!(c1, c2);
+    }
+
+    #[test]
+    fn packing_picks_the_panels_that_pad_fewer_columns() {
+        let wide = panel_width(isa());
+        for (n, want) in [
+            (1, 16),
+            (16, 16),
+            (17, wide),
+            (32, wide),
+            (48, 16),
+            (128, wide),
+        ] {
+            let mut p = PackedB::new();
+            p.pack(&data(3 * n, 1), n, 3, n);
+            assert_eq!(p.nr, want.min(wide), "n = {n}");
+            p.pack_transposed(&data(n * 3, 1), 3, 3, n);
+            assert_eq!(p.nr, want.min(wide), "n = {n}, transposed");
+            let (a, mut c) = (data(2 * 3, 2), vec![0.0; 2 * n]);
+            matmul_packed(2, &a, 3, &p, &mut c, n, false);
+        }
     }
 
     #[test]
