@@ -1,9 +1,11 @@
 //! Single-threaded timing of the LSTM's per-step GEMM shapes: the general `nn::gemm::matmul`
-//! (gemm crate) against the prepacked `nn::packed::matmul_packed`.
+//! (gemm crate) against the prepacked `nn::packed::matmul_packed`, with B packed for each ISA
+//! this CPU has (AVX2, and AVX-512 where present), all timed alternately in one process.
 //!
 //! `cargo run --release --example kernel_bench [reps]` — each measurement is repeated `reps`
 //! times (default 30) and the best is kept, because the machine is shared and noisy.
 
+use imdb_lstm::nn::activation::{detected, Isa};
 use imdb_lstm::nn::gemm::{matmul, Op};
 use imdb_lstm::nn::packed::{matmul_packed, PackedB};
 use std::hint::black_box;
@@ -26,37 +28,60 @@ fn calibrate(f: &mut impl FnMut()) -> usize {
     calls
 }
 
-fn time(calls: usize, f: &mut impl FnMut()) -> f64 {
-    let t = Instant::now();
-    for _ in 0..calls {
-        f();
-    }
-    t.elapsed().as_secs_f64() / calls as f64
-}
-
-/// Best seconds per call of `f` over `reps` windows.
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    let calls = calibrate(&mut f);
-    (0..reps)
-        .map(|_| time(calls, &mut f))
-        .fold(f64::INFINITY, f64::min)
-}
-
-/// Best seconds per call of `f` and of `g`, measured alternately so both see the same noise.
-fn best2(reps: usize, mut f: impl FnMut(), mut g: impl FnMut()) -> (f64, f64) {
-    let (cf, cg) = (calibrate(&mut f), calibrate(&mut g));
-    let (mut tf, mut tg) = (f64::INFINITY, f64::INFINITY);
+/// Best seconds per call of `f(i)` for each variant i < `n`, measured alternately so all see
+/// the same noise.
+fn best(reps: usize, n: usize, mut f: impl FnMut(usize)) -> Vec<f64> {
+    let calls: Vec<usize> = (0..n).map(|i| calibrate(&mut || f(i))).collect();
+    let mut t = vec![f64::INFINITY; n];
     for _ in 0..reps {
-        tf = tf.min(time(cf, &mut f));
-        tg = tg.min(time(cg, &mut g));
+        for (i, &c) in calls.iter().enumerate() {
+            let start = Instant::now();
+            for _ in 0..c {
+                f(i);
+            }
+            t[i] = t[i].min(start.elapsed().as_secs_f64() / c as f64);
+        }
     }
-    (tf, tg)
+    t
 }
 
-/// `n` iterations of 12 independent 8-lane FMAs: the core's FMA throughput with no memory traffic.
+/// The packed kernels this CPU can run, narrowest first.
+fn isas() -> Vec<Isa> {
+    [Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|&i| i <= detected())
+        .collect()
+}
+
+/// Times `gemm` and `packed(w)` for each ISA `isas()[w]`; prints GFLOP/s and the speed-up of
+/// the widest ISA over AVX2.
+fn compare(
+    reps: usize,
+    name: &str,
+    flops: f64,
+    mut gemm: impl FnMut(),
+    mut packed: impl FnMut(usize),
+) {
+    let isas = isas();
+    let t = best(reps, 1 + isas.len(), |i| match i {
+        0 => gemm(),
+        w => packed(w - 1),
+    });
+    let mut line = format!("{name:<46} gemm {:6.1}", flops / t[0] / 1e9);
+    for (isa, tp) in isas.iter().zip(&t[1..]) {
+        line += &format!("  {isa:?} {:6.1} ({:8.2} us)", flops / tp / 1e9, tp * 1e6);
+    }
+    if t.len() == 3 {
+        line += &format!("  x{:.2}", t[1] / t[2]);
+    }
+    println!("{line}");
+}
+
+/// `n` iterations of `N` independent FMAs of `S`'s width: the core's FMA throughput with no
+/// memory traffic.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn fma_peak(n: usize) -> f32 {
+unsafe fn fma_peak_avx2(n: usize) -> f32 {
     use std::arch::x86_64::*;
     let (x, y) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
     let mut acc = [_mm256_set1_ps(1.0); 12];
@@ -72,15 +97,33 @@ unsafe fn fma_peak(n: usize) -> f32 {
     _mm256_cvtss_f32(s)
 }
 
-fn report(name: &str, flops: f64, t_gemm: f64, t_packed: f64) {
-    println!(
-        "{name:<44} gemm {:7.1} GFLOP/s ({:8.2} us)   packed {:7.1} GFLOP/s ({:8.2} us)   x{:.2}",
-        flops / t_gemm / 1e9,
-        t_gemm * 1e6,
-        flops / t_packed / 1e9,
-        t_packed * 1e6,
-        t_gemm / t_packed
-    );
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_peak_avx512(n: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (x, y) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); 24];
+    for _ in 0..n {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, x, y);
+        }
+    }
+    let mut s = _mm512_setzero_ps();
+    for v in acc {
+        s = _mm512_add_ps(s, v);
+    }
+    _mm512_reduce_add_ps(s)
+}
+
+/// Packs `b` (k x n, stride ldb) for `isa`, or `b^T` from s (n x k, stride ldb).
+fn packed_for(isa: Isa, b: &[f32], ldb: usize, k: usize, n: usize, transposed: bool) -> PackedB {
+    let mut p = PackedB::new();
+    if transposed {
+        p.pack_transposed_for(isa, b, ldb, k, n);
+    } else {
+        p.pack_for(isa, b, ldb, k, n);
+    }
+    p
 }
 
 fn main() {
@@ -88,6 +131,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
+    let isas = isas();
     let (h, g4, steps) = (128, 512, 80);
     let u = data(h * g4, 1); // recurrent kernel [H, 4H]
     let mut ut = vec![0.0; g4 * h]; // its transpose [4H, H]
@@ -96,31 +140,69 @@ fn main() {
             ut[j * h + i] = u[i * g4 + j];
         }
     }
-    println!(
-        "single thread, best of {reps}; isa {:?}",
-        imdb_lstm::nn::activation::isa()
-    );
+    println!("single thread, best of {reps}; packed kernels {isas:?}; GFLOP/s");
     #[cfg(target_arch = "x86_64")]
-    if imdb_lstm::nn::activation::isa() == imdb_lstm::nn::activation::Isa::Avx2 {
+    {
         let n = 1 << 20;
-        // SAFETY: AVX2+FMA present (checked just above).
-        let t = best(reps, || unsafe {
-            black_box(fma_peak(black_box(n)));
-        });
-        println!(
-            "FMA peak probe (registers only, 12 chains): {:.1} GFLOP/s",
-            (n * 12 * 16) as f64 / t / 1e9
-        );
+        if detected() >= Isa::Avx2 {
+            // SAFETY: AVX2+FMA present (checked just above).
+            let t = best(reps, 1, |_| unsafe {
+                black_box(fma_peak_avx2(black_box(n)));
+            })[0];
+            println!(
+                "AVX2 FMA peak probe (registers only, 12 chains): {:.1} GFLOP/s",
+                (n * 12 * 16) as f64 / t / 1e9
+            );
+        }
+        if detected() >= Isa::Avx512 {
+            // SAFETY: AVX-512F present (checked just above).
+            let t = best(reps, 1, |_| unsafe {
+                black_box(fma_peak_avx512(black_box(n / 2)));
+            })[0];
+            println!(
+                "AVX-512 FMA peak probe (registers only, 24 chains): {:.1} GFLOP/s",
+                (n / 2 * 24 * 32) as f64 / t / 1e9
+            );
+        }
     }
-    {
-        // Microkernel ceiling: one 6 x 16 tile, k = 128, everything in L1.
-        let (m, n, k) = (6, 16, 128);
-        let (a, b) = (data(m * k, 10), data(k * n, 11));
-        let (mut c1, mut c2) = (vec![0.0; m * n], vec![0.0; m * n]);
-        let mut p = PackedB::new();
-        p.pack(&b, n, k, n);
-        let (tg, tp) = best2(
+    // Gate products: C[m x n] += A[m x k] * B for the shapes of the time loop (m = one
+    // thread's rows), the backward (k = 512) and the input projection (m = 80 steps x 16 or 32).
+    for &(m, n, k, transposed, what) in &[
+        (6, 16, 128, false, "L1 tile"),
+        (12, 32, 128, false, "L1 tile"),
+        (16, 512, 128, false, "fwd shared"),
+        (32, 512, 128, false, "fwd shared"),
+        (64, 512, 128, false, "fwd shared / inference"),
+        (16, 128, 128, false, "fwd per-gate"),
+        (32, 128, 128, false, "fwd per-gate"),
+        (64, 128, 128, false, "fwd per-gate"),
+        (16, 128, 512, true, "bwd shared (B = U^T)"),
+        (16, 128, 128, true, "bwd per-gate (B = U_g^T)"),
+        (64, 128, 512, true, "bwd shared (B = U^T)"),
+        (1280, 128, 128, false, "input proj per gate"),
+        (2560, 128, 128, false, "input proj per gate"),
+    ] {
+        // B is U (or a gate's block of it), or U^T packed from U itself.
+        let a = data(m * k, (m + n + k) as u32);
+        let (mut c1, mut c2) = (data(m * n, 3), data(m * n, 3));
+        let bt: Vec<f32> = if transposed {
+            (0..k * n).map(|i| ut[(i / n) * h + i % n]).collect()
+        } else {
+            Vec::new()
+        };
+        let ps: Vec<PackedB> = isas
+            .iter()
+            .map(|&i| packed_for(i, &u, g4, k, n, transposed))
+            .collect();
+        let (bg, ldbg) = if transposed {
+            (&bt[..], n)
+        } else {
+            (&u[..], g4)
+        };
+        compare(
             reps,
+            &format!("{what} m={m} n={n} k={k}"),
+            2.0 * (m * n * k) as f64,
             || {
                 matmul(
                     m,
@@ -129,251 +211,29 @@ fn main() {
                     black_box(&a),
                     k,
                     Op::N,
-                    &b,
-                    n,
+                    bg,
+                    ldbg,
                     Op::N,
                     &mut c1,
                     n,
                     true,
                 )
             },
-            || matmul_packed(m, black_box(&a), k, &p, &mut c2, n, true),
-        );
-        report("L1 tile m=6 n=16 k=128", 2.0 * (m * n * k) as f64, tg, tp);
-    }
-
-    // Shared mask: C[m x 512] += A[m x 128] * U.
-    for m in [16, 64] {
-        let a = data(m * h, 2);
-        let (mut c1, mut c2) = (data(m * g4, 3), data(m * g4, 3));
-        let mut p = PackedB::new();
-        p.pack(&u, g4, h, g4);
-        let (tg, tp) = best2(
-            reps,
-            || {
-                matmul(
-                    m,
-                    g4,
-                    h,
-                    black_box(&a),
-                    h,
-                    Op::N,
-                    &u,
-                    g4,
-                    Op::N,
-                    &mut c1,
-                    g4,
-                    true,
-                )
-            },
-            || matmul_packed(m, black_box(&a), h, &p, &mut c2, g4, true),
-        );
-        report(
-            &format!("fwd m={m} n=512 k=128"),
-            2.0 * (m * g4 * h) as f64,
-            tg,
-            tp,
-        );
-    }
-
-    // Per-gate masks: 4 x C[:, g*128..] += A_g[m x 128] * U[:, g*128..].
-    for m in [16, 64] {
-        let a = data(4 * m * h, 4);
-        let (mut c1, mut c2) = (data(m * g4, 5), data(m * g4, 5));
-        let ps = gate_packs(&u, h, g4, false);
-        let (tg, tp) = best2(
-            reps,
-            || {
-                for g in 0..4 {
-                    let ag = black_box(&a[g * m * h..]);
-                    matmul(
-                        m,
-                        h,
-                        h,
-                        ag,
-                        h,
-                        Op::N,
-                        &u[g * h..],
-                        g4,
-                        Op::N,
-                        &mut c1[g * h..],
-                        g4,
-                        true,
-                    );
-                }
-            },
-            || {
-                for (g, p) in ps.iter().enumerate() {
-                    matmul_packed(
-                        m,
-                        black_box(&a[g * m * h..]),
-                        h,
-                        p,
-                        &mut c2[g * h..],
-                        g4,
-                        true,
-                    );
-                }
-            },
-        );
-        report(
-            &format!("fwd per-gate m={m} 4x(n=128 k=128)"),
-            2.0 * (m * g4 * h) as f64,
-            tg,
-            tp,
-        );
-    }
-
-    // Backward, shared mask: dH[16 x 128] = dZ[16 x 512] * U^T.
-    {
-        let m = 16;
-        let dz = data(m * g4, 6);
-        let (mut d1, mut d2) = (vec![0.0; m * h], vec![0.0; m * h]);
-        let mut p = PackedB::new();
-        p.pack_transposed(&u, g4, g4, h);
-        let (tg, tp) = best2(
-            reps,
-            || {
-                matmul(
-                    m,
-                    h,
-                    g4,
-                    black_box(&dz),
-                    g4,
-                    Op::N,
-                    &ut,
-                    h,
-                    Op::N,
-                    &mut d1,
-                    h,
-                    false,
-                )
-            },
-            || matmul_packed(m, black_box(&dz), g4, &p, &mut d2, h, false),
-        );
-        report("bwd m=16 n=128 k=512", 2.0 * (m * g4 * h) as f64, tg, tp);
-    }
-
-    // Backward, per-gate: 4 x tmp[16 x 128] = dZ[:, g*128..] * U^T[g*128.., :].
-    {
-        let m = 16;
-        let dz = data(m * g4, 7);
-        let (mut t1, mut t2) = (vec![0.0; m * h], vec![0.0; m * h]);
-        let ps = gate_packs(&u, h, g4, true);
-        let (tg, tp) = best2(
-            reps,
-            || {
-                for g in 0..4 {
-                    let dzg = black_box(&dz[g * h..]);
-                    matmul(
-                        m,
-                        h,
-                        h,
-                        dzg,
-                        g4,
-                        Op::N,
-                        &ut[g * h * h..],
-                        h,
-                        Op::N,
-                        &mut t1,
-                        h,
-                        false,
-                    );
-                }
-            },
-            || {
-                for (g, p) in ps.iter().enumerate() {
-                    matmul_packed(m, black_box(&dz[g * h..]), g4, p, &mut t2, h, false);
-                }
-            },
-        );
-        report(
-            "bwd per-gate m=16 4x(n=128 k=128)",
-            2.0 * (m * g4 * h) as f64,
-            tg,
-            tp,
-        );
-    }
-
-    // The per-batch GEMMs outside the time loop (rows = 80 steps x 16 sequences), for scale:
-    // input projection per gate (A row-major) and the weight gradient x^T dz (A transposed,
-    // which matmul_packed does not take).
-    {
-        let rows = steps * 16;
-        let x = data(rows * h, 12);
-        let dz = data(rows * g4, 13);
-        let (mut c1, mut c2) = (data(rows * g4, 14), data(rows * g4, 14));
-        let ps = gate_packs(&u, h, g4, false);
-        let (tg, tp) = best2(
-            reps,
-            || {
-                for g in 0..4 {
-                    matmul(
-                        rows,
-                        h,
-                        h,
-                        black_box(&x),
-                        h,
-                        Op::N,
-                        &u[g * h..],
-                        g4,
-                        Op::N,
-                        &mut c1[g * h..],
-                        g4,
-                        true,
-                    );
-                }
-            },
-            || {
-                for (g, p) in ps.iter().enumerate() {
-                    matmul_packed(rows, black_box(&x), h, p, &mut c2[g * h..], g4, true);
-                }
-            },
-        );
-        report(
-            "input proj m=1280 4x(n=128 k=128)",
-            2.0 * (rows * g4 * h) as f64,
-            tg,
-            tp,
-        );
-        let mut dw = vec![0.0; h * g4];
-        let tg = best(reps, || {
-            for g in 0..4 {
-                let dzg = black_box(&dz[g * h..]);
-                matmul(
-                    h,
-                    h,
-                    rows,
-                    &x,
-                    h,
-                    Op::T,
-                    dzg,
-                    g4,
-                    Op::N,
-                    &mut dw[g * h..],
-                    g4,
-                    true,
-                );
-            }
-        });
-        println!(
-            "{:<44} gemm {:7.1} GFLOP/s ({:8.2} us)",
-            "dW = x^T dz 4x(m=128 n=128 k=1280)",
-            2.0 * (rows * g4 * h) as f64 / tg / 1e9,
-            tg * 1e6
+            |w| matmul_packed(m, black_box(&a), k, &ps[w], &mut c2, n, true),
         );
     }
 
     // The forward time loop of one thread's batch half: pack once (timed), then 80 steps, each
     // reading its own masked h and writing its own gate rows.
-    {
-        let m = 16;
+    for m in [16, 32] {
         let flops = 2.0 * (steps * m * g4 * h) as f64;
         let hm = data(4 * steps * m * h, 8);
         let (mut z1, mut z2) = (data(steps * m * g4, 9), data(steps * m * g4, 9));
         let mut ps: Vec<PackedB> = (0..4).map(|_| PackedB::new()).collect();
-        let (tg, tp) = best2(
+        compare(
             reps,
+            &format!("80-step fwd loop m={m}, per-gate (incl. packing)"),
+            flops,
             || {
                 for t in 0..steps {
                     let z = &mut z1[t * m * g4..(t + 1) * m * g4];
@@ -396,9 +256,9 @@ fn main() {
                     }
                 }
             },
-            || {
+            |w| {
                 for (g, p) in ps.iter_mut().enumerate() {
-                    p.pack(&u[g * h..], g4, h, h);
+                    p.pack_for(isas[w], &u[g * h..], g4, h, h);
                 }
                 for t in 0..steps {
                     let z = &mut z2[t * m * g4..(t + 1) * m * g4];
@@ -409,58 +269,10 @@ fn main() {
                 }
             },
         );
-        report("80-step fwd loop, per-gate (incl. packing)", flops, tg, tp);
-
-        // Same loop, shared mask: one packing, 80 products of n = 512.
-        let mut p = PackedB::new();
-        let (tg, tp) = best2(
-            reps,
-            || {
-                for t in 0..steps {
-                    let a = black_box(&hm[t * m * h..]);
-                    matmul(
-                        m,
-                        g4,
-                        h,
-                        a,
-                        h,
-                        Op::N,
-                        &u,
-                        g4,
-                        Op::N,
-                        &mut z1[t * m * g4..(t + 1) * m * g4],
-                        g4,
-                        true,
-                    );
-                }
-            },
-            || {
-                p.pack(&u, g4, h, g4);
-                for t in 0..steps {
-                    let a = black_box(&hm[t * m * h..]);
-                    matmul_packed(m, a, h, &p, &mut z2[t * m * g4..(t + 1) * m * g4], g4, true);
-                }
-            },
-        );
-        report("80-step fwd loop, shared (incl. packing)", flops, tg, tp);
-
-        let tpack = best(reps, || p.pack(black_box(&u), g4, h, g4));
-        println!("pack U [128 x 512]: {:.2} us", tpack * 1e6);
     }
-}
-
-/// The 4 gate column blocks of U [h x 4h] packed as B = U[:, g*h..] (forward), or as
-/// B = U[:, g*h..]^T (backward).
-fn gate_packs(u: &[f32], h: usize, g4: usize, transposed: bool) -> Vec<PackedB> {
-    (0..4)
-        .map(|g| {
-            let mut p = PackedB::new();
-            if transposed {
-                p.pack_transposed(&u[g * h..], g4, h, h);
-            } else {
-                p.pack(&u[g * h..], g4, h, h);
-            }
-            p
-        })
-        .collect()
+    let mut p = PackedB::new();
+    for &isa in &isas {
+        let t = best(reps, 1, |_| p.pack_for(isa, black_box(&u), g4, h, g4))[0];
+        println!("pack U [128 x 512] for {isa:?}: {:.2} us", t * 1e6);
+    }
 }

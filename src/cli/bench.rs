@@ -49,18 +49,19 @@ pub fn inference_flops(m: &ModelConfig) -> f64 {
     t * 2.0 * h * 4.0 * h + 2.0 * h
 }
 
-/// The CPU's fp32 peak on `threads` threads, measured with a register-only FMA loop: the best
-/// rate any thread reached, times the threads. A core's FMA throughput is fixed; a slower try
-/// only means the host took the core away for a moment (once both threads were put on one
-/// core for a whole second, and the peak came out halved).
+/// The CPU's fp32 peak on `threads` threads, measured with a register-only FMA loop of the
+/// widest ISA the kernels use ([`isa`](crate::nn::activation::isa)): the best rate any thread
+/// reached, times the threads. A core's FMA throughput is fixed; a slower try only means the
+/// host took the core away for a moment (once both threads were put on one core for a whole
+/// second, and the peak came out halved).
 pub fn measured_peak_gflops(threads: usize) -> f64 {
-    // ~0.25 s a try, best of 5 per thread: a short loop is easily disturbed on a shared machine.
+    // Best of 5 tries per thread, each ~11.5 GFLOP (~0.1-0.4 s): a short loop is easily
+    // disturbed on a shared machine.
     let per_thread = |_| -> f64 {
         (0..5)
             .map(|_| {
-                let iters = 60_000_000u64;
                 let start = Instant::now();
-                let flops = fma_loop(iters);
+                let flops = fma_loop(TRY_FLOPS);
                 flops / start.elapsed().as_secs_f64() / 1e9
             })
             .fold(0.0, f64::max)
@@ -74,17 +75,33 @@ pub fn measured_peak_gflops(threads: usize) -> f64 {
     })
 }
 
-/// Runs `iters` rounds of 12 independent 8-wide FMAs (AVX2) or the scalar equivalent; returns FLOPs done.
-fn fma_loop(iters: u64) -> f64 {
+/// FLOPs of one try of the peak loop.
+const TRY_FLOPS: u64 = 60_000_000 * 12 * 8 * 2;
+
+/// Does about `flops` FLOPs of independent FMAs in registers with the widest ISA (24 chains of
+/// 16 lanes on AVX-512, 12 of 8 on AVX2: enough to cover FMA latency x ports), or the scalar
+/// equivalent; returns the FLOPs done.
+fn fma_loop(flops: u64) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
-        if crate::nn::activation::isa() == crate::nn::activation::Isa::Avx2 {
-            // SAFETY: AVX2 and FMA are present (checked at run time).
-            let v = unsafe { fma_loop_avx2(iters) };
-            std::hint::black_box(v);
-            return iters as f64 * 12.0 * 8.0 * 2.0;
+        use crate::nn::activation::{isa, Isa};
+        match isa() {
+            Isa::Avx512 => {
+                let iters = flops / (24 * 16 * 2);
+                // SAFETY: the CPU has AVX-512F (checked at run time).
+                std::hint::black_box(unsafe { fma_loop_avx512(iters) });
+                return (iters * 24 * 16 * 2) as f64;
+            }
+            Isa::Avx2 => {
+                let iters = flops / (12 * 8 * 2);
+                // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                std::hint::black_box(unsafe { fma_loop_avx2(iters) });
+                return (iters * 12 * 8 * 2) as f64;
+            }
+            Isa::Baseline => {}
         }
     }
+    let iters = flops / (8 * 2);
     let mut acc = [0.0f32; 8];
     for _ in 0..iters {
         for a in acc.iter_mut() {
@@ -92,27 +109,39 @@ fn fma_loop(iters: u64) -> f64 {
         }
     }
     std::hint::black_box(acc);
-    iters as f64 * 8.0 * 2.0
+    (iters * 8 * 2) as f64
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn fma_loop_avx512(iters: u64) -> f32 {
+    fma_chains::<crate::nn::packed::simd::Avx512, 24>(iters)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fma_loop_avx2(iters: u64) -> f32 {
-    use std::arch::x86_64::*;
-    let a = _mm256_set1_ps(0.999_999);
-    let b = _mm256_set1_ps(1e-7);
-    let mut acc = [_mm256_setzero_ps(); 12];
+    fma_chains::<crate::nn::packed::simd::Avx2, 12>(iters)
+}
+
+/// `iters` rounds of `N` independent FMA chains in the registers of `S` (the microkernel's
+/// vector type). SAFETY: the caller is compiled for, and runs on, the ISA of `S`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn fma_chains<S: crate::nn::packed::simd::Simd, const N: usize>(iters: u64) -> f32 {
+    let (a, b) = (S::splat(&0.999_999), S::splat(&1e-7));
+    let mut acc = [S::zero(); N];
     for _ in 0..iters {
         for r in acc.iter_mut() {
-            *r = _mm256_fmadd_ps(*r, a, b);
+            *r = S::fmadd(*r, a, b);
         }
     }
-    let mut out = [0.0f32; 8];
     let mut s = acc[0];
     for r in &acc[1..] {
-        s = _mm256_add_ps(s, *r);
+        s = S::add(s, *r);
     }
-    _mm256_storeu_ps(out.as_mut_ptr(), s);
+    let mut out = [0.0f32; 16];
+    S::store(out.as_mut_ptr(), s);
     out.iter().sum()
 }
 
@@ -173,18 +202,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     let source = crate::data::resolve_source(args.data.data.as_deref(), true)?;
     let threads = plan.train.threads;
-    let isa = match crate::nn::activation::isa() {
-        crate::nn::activation::Isa::Avx2 => "AVX2+FMA",
-        crate::nn::activation::Isa::Baseline => "baseline SSE2",
-    };
+    let isa = crate::nn::activation::isa().name();
     println!(
         "imdb-lstm bench: {threads} threads, {isa} element-wise kernels, {:?} dropout masks",
         plan.train.mask_mode
     );
     let peak = measured_peak_gflops(threads);
     println!(
-        "measured fp32 peak: {peak:.0} GFLOP/s on {threads} threads ({:.0} per thread)",
-        peak / threads as f64
+        "measured fp32 peak: {peak:.0} GFLOP/s on {threads} threads ({:.0} per thread) with {}",
+        peak / threads as f64,
+        match crate::nn::activation::isa() {
+            crate::nn::activation::Isa::Baseline => "SSE2 multiply+add",
+            crate::nn::activation::Isa::Avx2 => "AVX2 FMA",
+            crate::nn::activation::Isa::Avx512 => "AVX-512 FMA",
+        }
     );
     let t0 = Instant::now();
     let raw = crate::data::load_reviews(&source)?;

@@ -8,7 +8,8 @@
 //! The functions are generic over [`MulAdd`]: Rust never fuses `a * b + c` on its own, so the
 //! AVX2 path asks for fused multiply-adds explicitly ([`Fused`], half the instructions of the
 //! polynomial) and the baseline path keeps a multiply and an add ([`Separate`]), where a fused
-//! one would be a slow library call. [`dispatch!`](crate::dispatch) picks one per ISA.
+//! one would be a slow library call. [`dispatch!`](crate::dispatch) picks one per ISA
+//! (AVX-512, AVX2+FMA, baseline).
 
 use std::sync::OnceLock;
 
@@ -76,55 +77,96 @@ pub fn tanh<M: MulAdd>(x: f32) -> f32 {
     1.0 - 2.0 / (1.0 + exp::<M>(2.0 * x))
 }
 
-/// Which instruction set the element-wise kernels were compiled for at run time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which instruction set the kernels were compiled for at run time, narrowest first (so
+/// `isa() >= Isa::Avx2` means "AVX2 and FMA at least").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
-    /// AVX2 + FMA (x86-64-v3) or better.
-    Avx2,
     /// Baseline x86-64 (SSE2) or a non-x86 target.
+    #[default]
     Baseline,
+    /// AVX2 + FMA (x86-64-v3).
+    Avx2,
+    /// AVX-512 F, BW, DQ, VL on top of AVX2 + FMA (x86-64-v4).
+    Avx512,
 }
 
-/// The best ISA this CPU supports, detected once. `IMDB_LSTM_ISA=baseline` forces the portable
-/// kernels (to test the path a CPU without AVX2 takes).
+impl Isa {
+    /// The name `bench` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Baseline => "baseline SSE2",
+            Isa::Avx2 => "AVX2+FMA",
+            Isa::Avx512 => "AVX-512",
+        }
+    }
+}
+
+/// The widest ISA this CPU supports, detected once. `IMDB_LSTM_ISA=baseline` or `=avx2` caps
+/// it (to run the path a narrower CPU takes); other values are ignored.
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        if std::env::var("IMDB_LSTM_ISA").is_ok_and(|v| v == "baseline") {
-            return Isa::Baseline;
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Baseline
+        let cap = match std::env::var("IMDB_LSTM_ISA").as_deref() {
+            Ok("baseline") => Isa::Baseline,
+            Ok("avx2") => Isa::Avx2,
+            _ => Isa::Avx512,
+        };
+        detected().min(cap)
     })
 }
 
-/// Runs `$body` (an expression using only `#[inline(always)]` code) compiled for AVX2+FMA when
-/// the CPU has it, else for the baseline. The body is duplicated into two functions so LLVM
-/// vectorises each for its own ISA.
+/// The widest ISA the CPU has, ignoring `IMDB_LSTM_ISA`.
+pub fn detected() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
+            if has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+                return Isa::Avx512;
+            }
+            return Isa::Avx2;
+        }
+    }
+    Isa::Baseline
+}
+
+/// Runs `$body` (an expression using only `#[inline(always)]` code) compiled for the widest ISA
+/// the CPU has: AVX-512, AVX2+FMA or the baseline. The body is duplicated into one function per
+/// ISA so LLVM vectorises each for its own registers (zmm, ymm, xmm); the per-element
+/// arithmetic is the same on the two FMA paths, so they give bit-identical results.
 ///
 /// `dispatch!(<M> body)` also names a [`MulAdd`] type `M` for the body: [`Fused`] on the AVX2
-/// path, [`Separate`] on the baseline.
+/// and AVX-512 paths, [`Separate`] on the baseline.
 #[macro_export]
 macro_rules! dispatch {
     (<$m:ident> $body:expr) => {{
         #[cfg(target_arch = "x86_64")]
         {
+            // No "prefer-256-bit" is set for a generic x86-64 target, so LLVM vectorises this
+            // one with zmm registers (checked in the asm).
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            if $crate::nn::activation::isa() == $crate::nn::activation::Isa::Avx2 {
-                type $m = $crate::nn::activation::Fused;
-                // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-                unsafe { avx2(|| $body) }
-            } else {
-                type $m = $crate::nn::activation::Separate;
-                $body
+            match $crate::nn::activation::isa() {
+                $crate::nn::activation::Isa::Avx512 => {
+                    type $m = $crate::nn::activation::Fused;
+                    // SAFETY: the CPU supports AVX-512 F/BW/DQ/VL, AVX2 and FMA (run-time check).
+                    unsafe { avx512(|| $body) }
+                }
+                $crate::nn::activation::Isa::Avx2 => {
+                    type $m = $crate::nn::activation::Fused;
+                    // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+                    unsafe { avx2(|| $body) }
+                }
+                $crate::nn::activation::Isa::Baseline => {
+                    type $m = $crate::nn::activation::Separate;
+                    $body
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -202,12 +244,12 @@ mod tests {
     }
 
     #[test]
-    fn dispatch_picks_fused_multiply_add_exactly_when_the_cpu_has_avx2() {
+    fn dispatch_picks_fused_multiply_add_exactly_when_the_cpu_has_fma() {
         // 1 + 2^-12 squared, minus its rounded square: zero when rounded twice, 2^-24 when fused.
         let a = 1.0 + f32::EPSILON * 2048.0;
         let sq = a * a;
         let fused: f32 = dispatch!(<M> M::mul_add(std::hint::black_box(a), a, -sq));
-        let want = if isa() == Isa::Avx2 {
+        let want = if isa() >= Isa::Avx2 {
             2f32.powi(-24)
         } else {
             0.0

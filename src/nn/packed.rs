@@ -2,45 +2,74 @@
 //!
 //! Each training step multiplies a thin A (16..64 rows) by the same recurrent weights 80 times
 //! per batch. A general GEMM repacks B and re-plans its blocking on every call. Here B is packed
-//! once ([`PackedB::pack`]) into column panels of [`NR`] floats per k-row, 64-byte aligned and
-//! zero-padded, which the microkernel streams; A is read in place (broadcasts of single
-//! elements) and C is updated in place, with the C tile prefetched because in the time loop it
-//! is cold. Single-threaded this reaches ~93% of the core's FMA peak at these shapes, 1.05-1.25x
-//! the `gemm` crate per product and ~1.27x over an 80-step loop (see `examples/kernel_bench.rs`).
+//! once ([`PackedB::pack`]) into column panels of `nr` floats per k-row (two vector registers:
+//! 16 on AVX2 and the portable path, 32 on AVX-512, chosen at pack time from [`isa`] and n),
+//! 64-byte aligned and zero-padded, which the microkernel streams; A is read in place
+//! (broadcasts of single elements) and C is updated in place, with the C tile prefetched because
+//! in the time loop it is cold. Single-threaded the AVX2 kernel reaches ~93% of the core's FMA
+//! peak at these shapes, 1.05-1.25x the `gemm` crate per product and ~1.27x over an 80-step loop
+//! (see `examples/kernel_bench.rs` and BENCHMARKS.md for AVX-512).
 //!
 //! Math: every element of C is `sum_p a[i,p] * b[p,j]`, accumulated in order p = 0..k from 0
-//! (fused multiply-add on AVX2, multiply then add in the portable path), then stored or added to
-//! C, the same order as `nn::gemm::matmul`. On AVX2 the results are bit-identical to it (tested);
-//! the portable path rounds multiply and add separately, so it can differ in the last bits.
+//! (fused multiply-add on AVX2 and AVX-512, multiply then add in the portable path), then stored
+//! or added to C, the same order as `nn::gemm::matmul`. The vector width only changes how many
+//! columns one instruction computes, never an element's arithmetic, so AVX2 and AVX-512 give
+//! bit-identical results (tested), and on AVX2 they are bit-identical to `nn::gemm::matmul`
+//! (tested); the portable path rounds multiply and add separately, so it can differ in the last
+//! bits.
 
-#[cfg(target_arch = "x86_64")]
 use super::activation::{isa, Isa};
 
-/// Columns per packed panel: two AVX2 registers of 8 floats.
+/// Columns per packed panel on AVX2 and the portable path: two AVX2 registers of 8 floats.
 pub const NR: usize = 16;
-/// Most rows of C one microkernel call keeps in registers (6 x 2 accumulators + 2 B + 1 A = 15
-/// of the 16 ymm registers).
-const MR: usize = 6;
+/// The widest panel (AVX-512: two registers of 16 floats).
+const MAX_NR: usize = 32;
 /// Floats per 64-byte cache line; the panels start on a line boundary.
 const LINE: usize = 16;
+
+/// Panel width for the kernel of `isa`.
+fn panel_width(isa: Isa) -> usize {
+    match isa {
+        // simd::Avx512: NV = 2 registers of 16 lanes.
+        Isa::Avx512 => 32,
+        Isa::Avx2 | Isa::Baseline => NR,
+    }
+}
+
+/// The kernel for n columns: the widest, unless AVX2's narrower panels pad fewer columns (n = 16
+/// computes 16 columns on AVX2 but 32 on AVX-512, which is only ~5% faster per column). The
+/// choice never changes a result: the two kernels agree bit for bit.
+fn best_for(n: usize) -> Isa {
+    let widest = isa();
+    let padded = |isa| n.div_ceil(panel_width(isa)) * panel_width(isa);
+    if widest == Isa::Avx512 && padded(Isa::Avx2) < padded(widest) {
+        Isa::Avx2
+    } else {
+        widest
+    }
+}
 
 impl Clone for PackedB {
     /// A copy with its own aligned layout (a derived clone would keep an offset that aligned the
     /// original buffer, not the new one).
     fn clone(&self) -> Self {
         let mut out = PackedB::new();
-        out.layout(self.k, self.n).copy_from_slice(self.panels());
+        out.layout(self.isa, self.k, self.n)
+            .copy_from_slice(self.panels());
         out
     }
 }
 
 /// B (k x n, row-major, any row stride) packed once into column panels laid out for the
-/// microkernel: panel `q` holds columns `q*NR..q*NR+NR` as k rows of `NR` contiguous floats,
+/// microkernel: panel `q` holds columns `q*nr..q*nr+nr` as k rows of `nr` contiguous floats,
 /// zero-padded past `n`.
 #[derive(Debug, Default)]
 pub struct PackedB {
     k: usize,
     n: usize,
+    /// The kernel the panels are laid out for, and their width.
+    isa: Isa,
+    nr: usize,
     /// Backing store; the panels start at `off`, which makes them 64-byte aligned.
     buf: Vec<f32>,
     off: usize,
@@ -56,6 +85,20 @@ impl PackedB {
     ///
     /// Panics if `ldb < n` or `b` is too short for k rows of stride `ldb`.
     pub fn pack(&mut self, b: &[f32], ldb: usize, k: usize, n: usize) {
+        self.pack_for(best_for(n), b, ldb, k, n);
+    }
+
+    /// [`PackedB::pack`] for the kernel of `isa` rather than the widest (tests and
+    /// `examples/kernel_bench.rs` compare the ISAs in one process).
+    ///
+    /// Panics if the CPU lacks `isa`, as well as for [`PackedB::pack`]'s reasons.
+    pub fn pack_for(&mut self, isa: Isa, b: &[f32], ldb: usize, k: usize, n: usize) {
+        // `matmul_packed` runs the kernel of the packing's ISA.
+        assert!(
+            isa <= super::activation::detected(),
+            "PackedB::pack_for: this CPU lacks {}",
+            isa.name()
+        );
         if k > 0 && n > 0 {
             assert!(ldb >= n, "PackedB::pack: ldb ({ldb}) < n ({n})");
             assert!(
@@ -65,13 +108,14 @@ impl PackedB {
                 (k - 1) * ldb + n
             );
         }
-        let dst = self.layout(k, n);
+        let nr = panel_width(isa);
+        let dst = self.layout(isa, k, n);
         if k == 0 {
             return;
         }
-        for (q, panel) in dst.chunks_exact_mut(k * NR).enumerate() {
-            let (j0, nc) = (q * NR, NR.min(n - q * NR));
-            for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+        for (q, panel) in dst.chunks_exact_mut(k * nr).enumerate() {
+            let (j0, nc) = (q * nr, nr.min(n - q * nr));
+            for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
                 row[..nc].copy_from_slice(&b[p * ldb + j0..p * ldb + j0 + nc]);
                 row[nc..].fill(0.0);
             }
@@ -84,6 +128,16 @@ impl PackedB {
     ///
     /// Panics if `lds < k` or `s` is too short for n rows of stride `lds`.
     pub fn pack_transposed(&mut self, s: &[f32], lds: usize, k: usize, n: usize) {
+        self.pack_transposed_for(best_for(n), s, lds, k, n);
+    }
+
+    /// [`PackedB::pack_transposed`] for the kernel of `isa`; panics if the CPU lacks it.
+    pub fn pack_transposed_for(&mut self, isa: Isa, s: &[f32], lds: usize, k: usize, n: usize) {
+        assert!(
+            isa <= super::activation::detected(),
+            "PackedB::pack_transposed_for: this CPU lacks {}",
+            isa.name()
+        );
         if k > 0 && n > 0 {
             assert!(lds >= k, "PackedB::pack_transposed: lds ({lds}) < k ({k})");
             assert!(
@@ -93,31 +147,33 @@ impl PackedB {
                 (n - 1) * lds + k
             );
         }
-        let dst = self.layout(k, n);
+        let nr = panel_width(isa);
+        let dst = self.layout(isa, k, n);
         if k == 0 {
             return;
         }
-        for (q, panel) in dst.chunks_exact_mut(k * NR).enumerate() {
-            let (j0, nc) = (q * NR, NR.min(n - q * NR));
+        for (q, panel) in dst.chunks_exact_mut(k * nr).enumerate() {
+            let (j0, nc) = (q * nr, nr.min(n - q * nr));
             // Column by column: each source row is contiguous along p.
-            for jj in 0..NR {
+            for jj in 0..nr {
                 if jj < nc {
                     let src = &s[(j0 + jj) * lds..(j0 + jj) * lds + k];
                     for (p, &v) in src.iter().enumerate() {
-                        panel[p * NR + jj] = v;
+                        panel[p * nr + jj] = v;
                     }
                 } else {
                     for p in 0..k {
-                        panel[p * NR + jj] = 0.0;
+                        panel[p * nr + jj] = 0.0;
                     }
                 }
             }
         }
     }
 
-    /// Sets the shape and returns the (aligned, possibly stale) panel storage to fill.
-    fn layout(&mut self, k: usize, n: usize) -> &mut [f32] {
-        let len = n.div_ceil(NR) * k * NR;
+    /// Sets the shape and kernel and returns the (aligned, possibly stale) panel storage to fill.
+    fn layout(&mut self, isa: Isa, k: usize, n: usize) -> &mut [f32] {
+        let nr = panel_width(isa);
+        let len = n.div_ceil(nr) * k * nr;
         if self.buf.len() < len + LINE {
             self.buf.resize(len + LINE, 0.0);
         }
@@ -127,7 +183,7 @@ impl PackedB {
             .as_ptr()
             .align_offset(LINE * std::mem::size_of::<f32>())
             .min(LINE - 1);
-        (self.k, self.n) = (k, n);
+        (self.k, self.n, self.isa, self.nr) = (k, n, isa, nr);
         &mut self.buf[self.off..self.off + len]
     }
 
@@ -141,18 +197,22 @@ impl PackedB {
         self.n
     }
 
-    /// The packed panels: `ceil(n / NR)` panels of `k * NR` floats.
+    /// The packed panels: `ceil(n / nr)` panels of `k * nr` floats.
     fn panels(&self) -> &[f32] {
-        &self.buf[self.off..self.off + self.n.div_ceil(NR) * self.k * NR]
+        let len = match self.nr {
+            0 => 0,
+            nr => self.n.div_ceil(nr) * self.k * nr,
+        };
+        &self.buf[self.off..self.off + len]
     }
 }
 
 /// `C[m x n] = A[m x k] * B` (or `C += ...` when `accumulate`), with n, k taken from `b`.
 /// A is row-major with row stride `lda`, C with row stride `ldc`.
 ///
-/// Same math as `nn::gemm::matmul` with `Op::N` operands. Uses the AVX2+FMA microkernel when the
-/// CPU has it (detected once), else a portable one. Panics if `lda < k`, `ldc < n`, or a slice
-/// is too short.
+/// Same math as `nn::gemm::matmul` with `Op::N` operands. Uses the kernel `b` was packed for:
+/// AVX-512 or AVX2+FMA when the CPU has it (detected once), else a portable one. Panics if
+/// `lda < k`, `ldc < n`, or a slice is too short.
 pub fn matmul_packed(
     m: usize,
     a: &[f32],
@@ -165,16 +225,23 @@ pub fn matmul_packed(
     if !check(m, a, lda, b, c, ldc, accumulate) {
         return;
     }
+    // `b.isa` came from `isa()` (or, in tests, from an ISA checked against the CPU).
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
-        // SAFETY: the CPU has AVX2 and FMA (run-time check), and `check` verified that every
-        // index the kernel touches in A, B and C is inside the slices.
-        unsafe { avx2::matmul(m, a.as_ptr(), lda, b, c.as_mut_ptr(), ldc, accumulate) };
-        return;
+    match b.isa {
+        // SAFETY: the CPU has the ISA (run-time check), and `check` verified that every index
+        // the kernel touches in A, B and C is inside the slices.
+        Isa::Avx512 => unsafe {
+            simd::matmul_avx512(m, a.as_ptr(), lda, b, c.as_mut_ptr(), ldc, accumulate)
+        },
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe {
+            simd::matmul_avx2(m, a.as_ptr(), lda, b, c.as_mut_ptr(), ldc, accumulate)
+        },
+        Isa::Baseline => portable(m, a, lda, b, c, ldc, accumulate),
     }
+    #[cfg(not(target_arch = "x86_64"))]
     portable(m, a, lda, b, c, ldc, accumulate);
 }
-
 /// Validates the operands and handles the empty cases; returns whether there is work to do.
 fn check(
     m: usize,
@@ -223,9 +290,24 @@ fn span(rows: usize, stride: usize, width: usize) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// The portable kernel (any CPU): same panel order and accumulation order as the AVX2 one, with
-/// separate multiply and add. Fixed-size `NR` rows let LLVM vectorise it for the baseline ISA.
+/// The portable kernel (any CPU): same panel order and accumulation order as the vector ones,
+/// with separate multiply and add. Fixed-size rows let LLVM vectorise it for the baseline ISA.
 fn portable(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    match b.nr {
+        NR => portable_nr::<NR>(m, a, lda, b, c, ldc, accumulate),
+        _ => portable_nr::<MAX_NR>(m, a, lda, b, c, ldc, accumulate),
+    }
+}
+
+fn portable_nr<const W: usize>(
     m: usize,
     a: &[f32],
     lda: usize,
@@ -236,12 +318,13 @@ fn portable(
 ) {
     const R: usize = 4;
     let (n, k) = (b.n, b.k);
-    for (q, panel) in b.panels().chunks_exact(k * NR).enumerate() {
-        let (j0, nc) = (q * NR, NR.min(n - q * NR));
+    debug_assert_eq!(b.nr, W);
+    for (q, panel) in b.panels().chunks_exact(k * W).enumerate() {
+        let (j0, nc) = (q * W, W.min(n - q * W));
         for i0 in (0..m).step_by(R) {
             let mr = R.min(m - i0);
-            let mut acc = [[0.0f32; NR]; R];
-            for (p, brow) in panel.chunks_exact(NR).enumerate() {
+            let mut acc = [[0.0f32; W]; R];
+            for (p, brow) in panel.chunks_exact(W).enumerate() {
                 for (r, accr) in acc.iter_mut().enumerate().take(mr) {
                     let av = a[(i0 + r) * lda + p];
                     for (x, &bv) in accr.iter_mut().zip(brow) {
@@ -263,21 +346,110 @@ fn portable(
     }
 }
 
+/// The vector microkernel, written once over a register type and instantiated for AVX2 (8
+/// lanes) and AVX-512 (16 lanes), so the AVX2 path any x86-64-v3 machine runs exercises the same
+/// code as the AVX-512 one. A six-method trait over `core::arch` rather than the `pulp` crate
+/// (which `gemm` uses): the kernel needs only load, store, broadcast, FMA and add, and its
+/// inlining under `#[target_feature]` stays visible here instead of behind pulp's API.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{PackedB, MR, NR};
-
-    /// Row tiles per block of A (up to 48 rows: 24 KiB of A at k = 128).
-    const TILES_PER_BLOCK: usize = 8;
+pub(crate) mod simd {
+    use super::{PackedB, MAX_NR};
     use std::arch::x86_64::*;
 
-    /// Walks the panels of B; within a panel (k*NR floats, 8 KiB at k = 128, stays in L1) it
-    /// sweeps all row tiles of A, so each panel comes from L2 once per call.
-    ///
-    /// SAFETY: caller guarantees AVX2+FMA, m, k, n >= 1, A holds (m-1)*lda+k floats, C holds
-    /// (m-1)*ldc+n floats, ldc >= n.
+    /// One vector register of `LANES` floats. Every method is `#[inline(always)]` and must only
+    /// be called from a function compiled with the matching `#[target_feature]`.
+    pub trait Simd {
+        type V: Copy;
+        const LANES: usize;
+        /// Registers per panel row (1 or 2): the panel is NV * LANES floats wide.
+        const NV: usize;
+        /// Most rows of C one tile keeps in registers: NV * MR accumulators + NV of B + 1
+        /// broadcast of A within the register file.
+        const MR: usize;
+        unsafe fn zero() -> Self::V;
+        unsafe fn load(p: *const f32) -> Self::V;
+        unsafe fn store(p: *mut f32, v: Self::V);
+        unsafe fn splat(p: *const f32) -> Self::V;
+        /// a * b + c, rounded once.
+        unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    }
+
+    /// 8 lanes in ymm; 6 x 2 + 2 + 1 = 15 of the 16 registers.
+    pub struct Avx2;
+    /// 16 lanes in zmm. NV = 2, MR = 6 (12 FMA chains, as on AVX2; 15 of 32 registers) measured
+    /// best at the LSTM's shapes on Zen 4, 1.02-1.08x the AVX2 kernel, with MR 5 and 7 within
+    /// noise; NV = 1 with MR 12..14 and NV = 2 with MR 8..12 were slower than AVX2 there
+    /// (BENCHMARKS.md). 12 chains also cover the 2 FMA ports x 4 cycles of Intel's AVX-512.
+    pub struct Avx512;
+
+    // Unaligned-load instructions cost nothing extra on aligned data, and keep the kernel sound
+    // even if the panels were ever misaligned.
+    impl Simd for Avx2 {
+        type V = __m256;
+        const LANES: usize = 8;
+        const NV: usize = 2;
+        const MR: usize = 6;
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            _mm256_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            _mm256_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> __m256 {
+            _mm256_broadcast_ss(&*p)
+        }
+        #[inline(always)]
+        unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            _mm256_add_ps(a, b)
+        }
+    }
+
+    impl Simd for Avx512 {
+        type V = __m512;
+        const LANES: usize = 16;
+        const NV: usize = 2;
+        const MR: usize = 6;
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            _mm512_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            _mm512_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            _mm512_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> __m512 {
+            _mm512_set1_ps(*p)
+        }
+        #[inline(always)]
+        unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(a, b)
+        }
+    }
+
+    /// SAFETY: caller guarantees AVX2+FMA, `b` packed for AVX2, and the operands `check`ed.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn matmul(
+    pub unsafe fn matmul_avx2(
         m: usize,
         a: *const f32,
         lda: usize,
@@ -286,40 +458,78 @@ mod avx2 {
         ldc: usize,
         acc: bool,
     ) {
-        let (n, k) = (b.n, b.k);
+        matmul::<Avx2>(m, a, lda, b, c, ldc, acc)
+    }
+
+    /// SAFETY: caller guarantees AVX-512F, `b` packed for AVX-512, and the operands `check`ed.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn matmul_avx512(
+        m: usize,
+        a: *const f32,
+        lda: usize,
+        b: &PackedB,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
+        matmul::<Avx512>(m, a, lda, b, c, ldc, acc)
+    }
+
+    /// Rows of A per block (24 KiB at k = 128).
+    const BLOCK_ROWS: usize = 48;
+
+    /// Walks the panels of B; within a panel (k*nr floats, 8 or 16 KiB at k = 128, stays in L1)
+    /// it sweeps all row tiles of a block of A, so each panel comes from L2 once per block.
+    ///
+    /// SAFETY: caller guarantees the ISA of `S`, `b.nr == S::NV * S::LANES`, m, k, n >= 1, A holds
+    /// (m-1)*lda+k floats, C holds (m-1)*ldc+n floats, ldc >= n.
+    #[inline(always)]
+    unsafe fn matmul<S: Simd>(
+        m: usize,
+        a: *const f32,
+        lda: usize,
+        b: &PackedB,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    ) {
+        let (n, k, nr) = (b.n, b.k, S::NV * S::LANES);
+        debug_assert_eq!(b.nr, nr);
         let panels = b.panels().as_ptr();
-        // Split the rows into near-equal tiles of at most MR rows: 16 = 5+5+6 rather than
-        // 6+6+4, so every tile keeps >= 10 independent FMA chains (FMA latency 4 x 2 ports).
-        // Tile t covers rows start(t)..start(t+1).
-        let tiles = m.div_ceil(MR);
+        // Split the rows into near-equal tiles of at most MR rows: on AVX2 16 = 5+5+6 rather
+        // than 6+6+4, so every tile keeps >= 10 independent FMA chains (FMA latency 4 x 2
+        // ports). Tile t covers rows start(t)..start(t+1).
+        let tiles = m.div_ceil(S::MR);
         let start = |t: usize| t * m / tiles;
-        // Tall A (the input projection, m = 1280) is swept in blocks of TILES_PER_BLOCK tiles so a
-        // block of A stays in L1/L2 while all panels of B pass over it.
-        for tb in (0..tiles).step_by(TILES_PER_BLOCK) {
-            for q in 0..n.div_ceil(NR) {
-                let bp = panels.add(q * k * NR);
-                let (j0, nc) = (q * NR, NR.min(n - q * NR));
-                for t in tb..tiles.min(tb + TILES_PER_BLOCK) {
+        let per_block = (BLOCK_ROWS / S::MR).max(1);
+        // Tall A (the input projection, m = 1280) is swept in blocks so a block of A stays in
+        // L1/L2 while all panels of B pass over it.
+        for tb in (0..tiles).step_by(per_block) {
+            for q in 0..n.div_ceil(nr) {
+                let bp = panels.add(q * k * nr);
+                let (j0, nc) = (q * nr, nr.min(n - q * nr));
+                for t in tb..tiles.min(tb + per_block) {
                     let (i0, rows) = (start(t), start(t + 1) - start(t));
-                    debug_assert!((1..=MR).contains(&rows));
+                    debug_assert!((1..=S::MR).contains(&rows));
                     let (ap, cp) = (a.add(i0 * lda), c.add(i0 * ldc + j0));
+                    const { assert!(S::MR <= 6, "add match arms for taller tiles") };
                     match rows {
-                        6 => tile::<6>(k, ap, lda, bp, cp, ldc, nc, acc),
-                        5 => tile::<5>(k, ap, lda, bp, cp, ldc, nc, acc),
-                        4 => tile::<4>(k, ap, lda, bp, cp, ldc, nc, acc),
-                        3 => tile::<3>(k, ap, lda, bp, cp, ldc, nc, acc),
-                        2 => tile::<2>(k, ap, lda, bp, cp, ldc, nc, acc),
-                        _ => tile::<1>(k, ap, lda, bp, cp, ldc, nc, acc),
+                        6 => tile::<S, 6>(k, ap, lda, bp, cp, ldc, nc, acc),
+                        5 => tile::<S, 5>(k, ap, lda, bp, cp, ldc, nc, acc),
+                        4 => tile::<S, 4>(k, ap, lda, bp, cp, ldc, nc, acc),
+                        3 => tile::<S, 3>(k, ap, lda, bp, cp, ldc, nc, acc),
+                        2 => tile::<S, 2>(k, ap, lda, bp, cp, ldc, nc, acc),
+                        _ => tile::<S, 1>(k, ap, lda, bp, cp, ldc, nc, acc),
                     }
                 }
             }
         }
     }
 
-    /// One R x NR tile of C: 2R accumulators live in registers across the whole k loop.
+    /// One R x nr tile of C: NV * R accumulators live in registers across the whole k loop.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn tile<const R: usize>(
+    unsafe fn tile<S: Simd, const R: usize>(
         k: usize,
         a: *const f32,
         lda: usize,
@@ -329,6 +539,7 @@ mod avx2 {
         nc: usize,
         accumulate: bool,
     ) {
+        let (w, nr) = (S::LANES, S::NV * S::LANES);
         // C rows are touched only after the k loop; in the time loop they are cold (the gates of
         // all steps exceed L2), so fetch them now and let the k loop hide the latency.
         for r in 0..R {
@@ -336,7 +547,7 @@ mod avx2 {
             _mm_prefetch::<_MM_HINT_T0>(cr as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(cr.add(nc - 1) as *const i8);
         }
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let mut acc = [[S::zero(); 2]; R];
         // One base pointer per row, indexed by p: a single addressing mode per broadcast.
         let ap: [*const f32; R] = std::array::from_fn(|r| a.add(r * lda));
         // A macro, not a closure: closures do not inherit `target_feature`, so the intrinsics
@@ -344,14 +555,12 @@ mod avx2 {
         macro_rules! step {
             ($p:expr) => {{
                 let p = $p;
-                // Unaligned-load instructions cost nothing extra on aligned data, and keep the
-                // kernel sound even if the panels were ever misaligned.
-                let b0 = _mm256_loadu_ps(bp.add(p * NR));
-                let b1 = _mm256_loadu_ps(bp.add(p * NR + 8));
+                let bv: [S::V; 2] = std::array::from_fn(|v| S::load(bp.add(p * nr + v * w)));
                 for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*ap[r].add(p));
-                    acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+                    let av = S::splat(ap[r].add(p));
+                    for v in 0..S::NV {
+                        acc[r][v] = S::fmadd(av, bv[v], acc[r][v]);
+                    }
                 }
             }};
         }
@@ -368,23 +577,27 @@ mod avx2 {
             step!(p);
             p += 1;
         }
-        if nc == NR {
+        if nc == nr {
             for (r, accr) in acc.iter().enumerate() {
-                let cr = c.add(r * ldc);
-                let (mut x0, mut x1) = (accr[0], accr[1]);
-                if accumulate {
-                    x0 = _mm256_add_ps(_mm256_loadu_ps(cr), x0);
-                    x1 = _mm256_add_ps(_mm256_loadu_ps(cr.add(8)), x1);
+                for (v, &x) in accr.iter().enumerate().take(S::NV) {
+                    let cv = c.add(r * ldc + v * w);
+                    S::store(
+                        cv,
+                        if accumulate {
+                            S::add(S::load(cv), x)
+                        } else {
+                            x
+                        },
+                    );
                 }
-                _mm256_storeu_ps(cr, x0);
-                _mm256_storeu_ps(cr.add(8), x1);
             }
         } else {
             // Partial panel at the right edge: spill and write only the nc real columns.
-            let mut tmp = [0.0f32; NR];
+            let mut tmp = [0.0f32; MAX_NR];
             for (r, accr) in acc.iter().enumerate() {
-                _mm256_storeu_ps(tmp.as_mut_ptr(), accr[0]);
-                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), accr[1]);
+                for (v, &x) in accr.iter().enumerate().take(S::NV) {
+                    S::store(tmp.as_mut_ptr().add(v * w), x);
+                }
                 let cr = c.add(r * ldc);
                 for (j, &v) in tmp.iter().enumerate().take(nc) {
                     *cr.add(j) = if accumulate { *cr.add(j) + v } else { v };
@@ -411,16 +624,19 @@ mod tests {
 
     type Kernel = fn(usize, &[f32], usize, &PackedB, &mut [f32], usize, bool);
 
-    /// Runs `kernel` and the f64 reference on one shape with padded strides; checks every element
-    /// (within 1e-5 relative to the sum of |terms|) and that the padding of C is untouched.
+    /// Runs `kernel` on B packed for `isa` and the f64 reference on one shape with padded
+    /// strides; checks every element (within 1e-5 relative to the sum of |terms|) and that the
+    /// padding of C is untouched. Returns C.
+    #[allow(clippy::too_many_arguments)]
     fn check_shape(
         kernel: Kernel,
+        isa: Isa,
         m: usize,
         n: usize,
         k: usize,
         accumulate: bool,
         transposed: bool,
-    ) {
+    ) -> Vec<f32> {
         let (lda, ldb, ldc) = (k + 3, n + 5, n + 2);
         let a = data(m * lda, (m * 31 + n * 7 + k) as u32);
         let b = data(k * ldb, 99);
@@ -436,9 +652,9 @@ mod tests {
                     s[j * lds + p] = b[p * ldb + j];
                 }
             }
-            packed.pack_transposed(&s, lds, k, n);
+            packed.pack_transposed_for(isa, &s, lds, k, n);
         } else {
-            packed.pack(&b, ldb, k, n);
+            packed.pack_for(isa, &b, ldb, k, n);
         }
         assert_eq!((packed.k(), packed.n()), (k, n));
         kernel(m, &a, lda, &packed, &mut c, ldc, accumulate);
@@ -506,46 +722,78 @@ mod tests {
                 );
             }
         }
+        c
     }
 
-    fn all_shapes(kernel: Kernel) {
-        // 64 is inference; 97 spans several row blocks of the AVX2 kernel.
-        let ms = (1..=20).chain([64, 97]);
-        for m in ms {
-            for n in [1, 7, 8, 16, 128, 136, 512] {
+    /// Every (m, n, k, accumulate) of the grid: m = 1..=30 covers one and two tiles of every
+    /// kernel (MR 6 and 12) and their remainders, 64 is inference, 97 spans several row blocks;
+    /// n below, at and past one and several panels of 16 and 32; k = 515 is long and not a
+    /// multiple of the unroll. Calls `f` with each C.
+    fn all_shapes(kernel: Kernel, isa: Isa, mut f: impl FnMut(Vec<f32>)) {
+        for m in (1..=30).chain([64, 97]) {
+            for n in [1, 7, 8, 16, 17, 31, 32, 33, 128, 136, 512] {
                 for k in [1, 3, 128] {
                     for accumulate in [false, true] {
-                        check_shape(kernel, m, n, k, accumulate, false);
+                        f(check_shape(kernel, isa, m, n, k, accumulate, false));
                     }
                 }
+            }
+        }
+        for (m, n) in [(1, 1), (13, 33), (64, 128), (25, 512)] {
+            for accumulate in [false, true] {
+                f(check_shape(kernel, isa, m, n, 515, accumulate, false));
             }
         }
     }
 
     #[test]
     fn dispatched_kernel_matches_naive_for_many_shapes() {
-        all_shapes(matmul_packed);
+        all_shapes(matmul_packed, isa(), drop);
     }
 
     #[test]
     fn portable_kernel_matches_naive_for_many_shapes() {
-        all_shapes(portable);
+        // Every panel width this CPU can pack: the portable kernel runs whatever a PackedB holds.
+        all_shapes(portable, Isa::Baseline, drop);
+        all_shapes(portable, isa(), drop);
     }
 
-    #[cfg(target_arch = "x86_64")]
+    /// Each ISA the CPU has, by its own packing and kernel (`matmul_packed` runs the kernel the
+    /// panels were packed for); a visible note for each one it lacks. Returns every C, in order.
+    fn isa_kernel_matches_naive(isa: Isa) -> Option<Vec<Vec<f32>>> {
+        if super::super::activation::detected() < isa {
+            eprintln!("skipping the {isa:?} kernel: this CPU lacks {}", isa.name());
+            return None;
+        }
+        let mut out = vec![];
+        all_shapes(matmul_packed, isa, |c| out.push(c));
+        Some(out)
+    }
+
     #[test]
     fn avx2_kernel_matches_naive_when_the_cpu_has_it() {
-        if isa() != Isa::Avx2 {
-            eprintln!("skipping: this CPU lacks AVX2+FMA");
+        isa_kernel_matches_naive(Isa::Avx2);
+    }
+
+    #[test]
+    fn avx512_kernel_matches_naive_when_the_cpu_has_it() {
+        isa_kernel_matches_naive(Isa::Avx512);
+    }
+
+    /// Same FMA chain per element, wider registers: AVX-512 and AVX2 agree bit for bit, so the
+    /// seeds give the same model on either kind of machine.
+    #[test]
+    fn avx512_and_avx2_kernels_agree_bit_for_bit() {
+        let (Some(wide), Some(narrow)) = (
+            isa_kernel_matches_naive(Isa::Avx512),
+            isa_kernel_matches_naive(Isa::Avx2),
+        ) else {
             return;
+        };
+        for (x, y) in wide.iter().zip(&narrow) {
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(x), bits(y));
         }
-        fn run(m: usize, a: &[f32], lda: usize, b: &PackedB, c: &mut [f32], ldc: usize, acc: bool) {
-            if check(m, a, lda, b, c, ldc, acc) {
-                // SAFETY: AVX2+FMA checked above; `check` validated the operands.
-                unsafe { avx2::matmul(m, a.as_ptr(), lda, b, c.as_mut_ptr(), ldc, acc) }
-            }
-        }
-        all_shapes(run);
     }
 
     #[test]
@@ -558,8 +806,18 @@ mod tests {
             (64, 17, 33),
         ] {
             for accumulate in [false, true] {
-                check_shape(matmul_packed, m, n, k, accumulate, true);
-                check_shape(portable, m, n, k, accumulate, true);
+                check_shape(matmul_packed, isa(), m, n, k, accumulate, true);
+                check_shape(
+                    matmul_packed,
+                    Isa::Avx2.min(isa()),
+                    m,
+                    n,
+                    k,
+                    accumulate,
+                    true,
+                );
+                check_shape(portable, Isa::Baseline, m, n, k, accumulate, true);
+                check_shape(portable, isa(), m, n, k, accumulate, true);
             }
         }
     }
@@ -580,9 +838,9 @@ mod tests {
         // Stale data from the first pack must not leak into the padded columns.
         assert!(p
             .panels()
-            .chunks_exact(NR)
+            .chunks_exact(p.nr)
             .all(|row| row[7..].iter().all(|&x| x == 0.0)));
-        check_shape(matmul_packed, 4, 7, 3, false, false);
+        check_shape(matmul_packed, isa(), 4, 7, 3, false, false);
         // A clone gets its own aligned layout and gives the same product.
         let q = p.clone();
         assert_eq!((q.k(), q.n()), (3, 7));
@@ -593,6 +851,27 @@ mod tests {
         matmul_packed(2, &a, 3, &p, &mut c1, 7, false);
         matmul_packed(2, &a, 3, &q, &mut c2, 7, false);
         assert_eq!(c1, c2);
+    }
+
+    #[test]
+    fn packing_picks_the_panels_that_pad_fewer_columns() {
+        let wide = panel_width(isa());
+        for (n, want) in [
+            (1, 16),
+            (16, 16),
+            (17, wide),
+            (32, wide),
+            (48, 16),
+            (128, wide),
+        ] {
+            let mut p = PackedB::new();
+            p.pack(&data(3 * n, 1), n, 3, n);
+            assert_eq!(p.nr, want.min(wide), "n = {n}");
+            p.pack_transposed(&data(n * 3, 1), 3, 3, n);
+            assert_eq!(p.nr, want.min(wide), "n = {n}, transposed");
+            let (a, mut c) = (data(2 * 3, 2), vec![0.0; 2 * n]);
+            matmul_packed(2, &a, 3, &p, &mut c, n, false);
+        }
     }
 
     #[test]
@@ -612,7 +891,7 @@ mod tests {
         // change when it switches kernels. Without AVX2 (or with gemm's AVX-512 kernels) only
         // closeness is checked.
         #[cfg(target_arch = "x86_64")]
-        let exact = isa() == Isa::Avx2 && !std::is_x86_feature_detected!("avx512f");
+        let exact = isa() >= Isa::Avx2 && !std::is_x86_feature_detected!("avx512f");
         #[cfg(not(target_arch = "x86_64"))]
         let exact = false;
         for (m, n, k, accumulate) in [
