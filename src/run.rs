@@ -6,7 +6,7 @@
 
 use crate::data::{self, Dataset, Encoded};
 use crate::model_file::{self, ModelFile, TrainingFacts};
-use crate::nn::{Engine, Params};
+use crate::nn::{Network, Params};
 use crate::report;
 use crate::train::checkpoint::{self, Checkpoint, RunSpec};
 use crate::train::history::History;
@@ -556,7 +556,7 @@ fn fit_and_finish(
     }
     let stop = install_stop_signals()?;
     let ck_path = checkpoint::path_in(dir);
-    let mut engine = Engine::new(&plan.model, plan.train.threads);
+    let mut net = Network::new(&plan.model.arch(), plan.train.threads)?;
     let mut progress = Progress::new(out.log_format, out.silent);
     progress.set_epochs(plan.train.epochs);
     while ck.state.epochs_done() < plan.train.epochs
@@ -565,8 +565,7 @@ fn fit_and_finish(
         let done = ck.state.epochs_done();
         let res = run_epoch_until(
             &mut ck.state,
-            &mut engine,
-            &plan.model,
+            &mut net,
             &plan.train,
             Split {
                 x: &p.ds.train.x,
@@ -638,8 +637,8 @@ fn fit_and_finish(
             r.val_accuracy.unwrap_or(f64::NAN),
         ),
         _ => {
-            engine.refresh(&params);
-            let (s, _) = engine.evaluate(&params, &p.ds.test.x, &p.ds.test.y);
+            net.refresh(&params.data);
+            let (s, _) = net.evaluate(&params.data, &p.ds.test.x, &p.ds.test.y);
             (
                 s.loss_sum / s.count as f64,
                 s.correct as f64 / s.count as f64,

@@ -4,7 +4,7 @@ mod common;
 use imdb_lstm::data::{self, Preprocessing};
 use imdb_lstm::infer::Classifier;
 use imdb_lstm::model_file::{self, ModelFile};
-use imdb_lstm::nn::{Engine, ModelConfig, Params};
+use imdb_lstm::nn::{ModelConfig, Network, Params};
 use imdb_lstm::train::{run_epoch, Silent, Split, TrainConfig, TrainState};
 
 #[test]
@@ -31,11 +31,10 @@ fn saved_model_predicts_bit_identically() {
         ..TrainConfig::default()
     };
     let mut state = TrainState::new(&model, &cfg);
-    let mut engine = Engine::new(&model, 2);
+    let mut net = Network::new(&model.arch(), 2).unwrap();
     run_epoch(
         &mut state,
-        &mut engine,
-        &model,
+        &mut net,
         &cfg,
         Split {
             x: &ds.train.x,
@@ -59,7 +58,9 @@ fn saved_model_predicts_bit_identically() {
         "Ünïcödé <br />words and 123 numbers".into(),
         "x".repeat(5000),
     ];
-    let before = Classifier::new(file.clone(), state.params.clone(), 2).probabilities(&texts);
+    let before = Classifier::new(file.clone(), state.params.clone(), 2)
+        .unwrap()
+        .probabilities(&texts);
 
     let path = tmp.path().join("model.safetensors");
     model_file::save(&path, &file).unwrap();

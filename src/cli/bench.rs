@@ -3,7 +3,7 @@
 //! the measured peak of this CPU, inference reviews/s, and peak memory.
 
 use super::{DataArgs, TrainArgs};
-use crate::nn::{Engine, ModelConfig};
+use crate::nn::{ModelConfig, Network};
 use crate::train::{run_epoch, Silent, Split, TrainState};
 use anyhow::{ensure, Result};
 use clap::Args;
@@ -138,8 +138,8 @@ fn default_train_args(data: &DataArgs) -> TrainArgs {
 
 /// Reviews per second of `predict_logits` at a batch size, over `n` rows of `ids`.
 fn inference_rate(
-    engine: &mut Engine,
-    params: &crate::nn::Params,
+    net: &mut Network,
+    params: &[f32],
     ids: &[u32],
     maxlen: usize,
     batch: usize,
@@ -152,7 +152,7 @@ fn inference_rate(
             let start = Instant::now();
             for chunk in ids.chunks(batch * maxlen) {
                 let rows = chunk.len() / maxlen;
-                engine.predict_logits(params, chunk, &mut out[..rows]);
+                net.predict_logits(params, chunk, &mut out[..rows]);
             }
             n as f64 / start.elapsed().as_secs_f64()
         })
@@ -208,7 +208,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let m = &plan.model;
     let fwd = forward_flops(m);
     let mut state = TrainState::new(m, &plan.train);
-    let mut engine = Engine::new(m, threads);
+    let mut net = Network::new(&m.arch(), threads)?;
     println!(
         "{:>5} {:>9} {:>9} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",
         "epoch", "train_s", "seq/s", "GFLOP/s", "%peak", "val_s", "GFLOP/s*", "loss", "val_acc"
@@ -218,8 +218,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let t = Instant::now();
         let rec = run_epoch(
             &mut state,
-            &mut engine,
-            m,
+            &mut net,
             &plan.train,
             Split {
                 x: &ds.train.x,
@@ -230,7 +229,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         )?;
         let train_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let (vs, _) = engine.evaluate(&state.params, &ds.test.x, &ds.test.y);
+        let (vs, _) = net.evaluate(&state.params.data, &ds.test.x, &ds.test.y);
         let val_s = t.elapsed().as_secs_f64();
         total_train += train_s;
         total_val += val_s;
@@ -269,7 +268,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let n_inf = ds.test.len().min(8192);
     let ids = &ds.test.x[..n_inf * m.maxlen];
     for batch in [32, 1024] {
-        let r = inference_rate(&mut engine, &state.params, ids, m.maxlen, batch);
+        let r = inference_rate(&mut net, &state.params.data, ids, m.maxlen, batch);
         println!(
             "inference from token ids, batch {batch:>4}: {r:>8.0} reviews/s, best of 3 ({:.1} GFLOP/s executed, {:.0}% of peak)",
             r * inference_flops(m) / 1e9,
@@ -289,7 +288,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         training: None,
         tensors: vec![],
     };
-    let mut model = crate::infer::Classifier::new(file, state.params.clone(), threads);
+    let mut model = crate::infer::Classifier::new(file, state.params.clone(), threads)?;
     model.probabilities(&texts[..1]); // builds the inference table, as the engine above had
     let t = Instant::now();
     for chunk in texts.chunks(1024) {
@@ -345,12 +344,11 @@ fn scaling_table(
             .train
             .subset(&(0..args.scaling_reviews.min(ds.train.len())).collect::<Vec<_>>());
         let mut state = TrainState::new(&p.model, &p.train);
-        let mut engine = Engine::new(&p.model, threads);
+        let mut net = Network::new(&p.model.arch(), threads)?;
         let t = Instant::now();
         run_epoch(
             &mut state,
-            &mut engine,
-            &p.model,
+            &mut net,
             &p.train,
             Split {
                 x: &ds.train.x,

@@ -1,3 +1,6 @@
+//! TEST-ONLY COPY of the tutorial-only engine that `nn::Network` replaced (src/nn/model.rs as it
+//! was), kept so tests/wire.rs and tests/nn_network.rs can prove the new path gives its bits.
+//!
 //! The whole network on a batch: Embedding -> LSTM -> Dense(1) -> sigmoid / binary
 //! cross-entropy, forward and backward, with the batch split across threads.
 //!
@@ -6,10 +9,10 @@
 //! added in thread order; the embedding gradient is scattered from each thread's input
 //! gradient in thread order. The result depends only on the thread count, never on timing.
 
-use super::gemm::{matmul, Op};
-use super::lstm::{LstmCache, LstmGrads, LstmWeights, Mask, PackedGates};
-use super::params::{Params, BIAS, DENSE_BIAS, DENSE_KERNEL, EMBEDDING, KERNEL, RECURRENT};
-use super::ModelConfig;
+use imdb_lstm::nn::gemm::{matmul, Op};
+use imdb_lstm::nn::lstm::{LstmCache, LstmGrads, LstmWeights, Mask, PackedGates};
+use imdb_lstm::nn::params::{Params, BIAS, DENSE_BIAS, DENSE_KERNEL, EMBEDDING, KERNEL, RECURRENT};
+use imdb_lstm::nn::ModelConfig;
 
 /// Dropout masks for a whole batch, drawn by the training loop.
 #[derive(Clone, Debug, Default)]

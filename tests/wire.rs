@@ -1,0 +1,163 @@
+//! The fit loop on the layer-stack engine (`Network`) against the engine it replaced: the old
+//! `Engine` (kept in tests/support/engine_v1.rs for this comparison) driven by the old loop's
+//! own mask drawing and Adam steps must give the same weights and history, bit for bit.
+
+mod common;
+#[allow(dead_code)]
+#[path = "support/engine_v1.rs"]
+mod engine_v1;
+
+use engine_v1::{BatchMasks, Engine, Gradients};
+use imdb_lstm::data::{self, Preprocessing};
+use imdb_lstm::nn::adam::Adam;
+use imdb_lstm::nn::{ModelConfig, Network, Params};
+use imdb_lstm::train::{
+    rng_for, run_epoch, MaskMode, Silent, Split, TrainConfig, TrainState, RNG_INIT, RNG_TRAIN,
+};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_pcg::Pcg64;
+
+/// The old loop's mask: `[B, G, width]`, each 0 or 1/(1-rate).
+fn old_mask(rng: &mut Pcg64, rows: usize, groups: usize, width: usize, rate: f32) -> Vec<f32> {
+    let keep = 1.0 - rate;
+    (0..rows * groups * width)
+        .map(|_| {
+            if rng.gen::<f32>() < keep {
+                1.0 / keep
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// One epoch as the fit loop ran it on the old `Engine`: (params, loss, accuracy, val loss, val
+/// accuracy) after each epoch.
+fn old_fit(
+    model: &ModelConfig,
+    cfg: &TrainConfig,
+    train: Split,
+    val: Split,
+) -> (Vec<f32>, Vec<[f64; 4]>) {
+    let mut params = Params::init(model, &mut rng_for(cfg.seed, RNG_INIT));
+    let mut adam = Adam::new(cfg.adam.clone(), params.data.len());
+    let mut rng = rng_for(cfg.seed, RNG_TRAIN);
+    let mut engine = Engine::new(model, cfg.threads);
+    let mut grads = Gradients::zeros(model);
+    let t_len = model.maxlen;
+    let mut history = Vec::new();
+    for _ in 0..cfg.epochs {
+        let n = train.y.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        engine.refresh(&params);
+        let (mut loss, mut correct) = (0.0, 0);
+        for idx in order.chunks(cfg.batch_size) {
+            let mut x = Vec::new();
+            let mut y = Vec::new();
+            for &i in idx {
+                x.extend_from_slice(&train.x[i * t_len..(i + 1) * t_len]);
+                y.push(train.y[i]);
+            }
+            let groups = if cfg.mask_mode == MaskMode::PerGate {
+                4
+            } else {
+                1
+            };
+            let mut masks = BatchMasks {
+                groups,
+                x: None,
+                h: None,
+            };
+            if model.dropout > 0.0 {
+                let m = old_mask(&mut rng, idx.len(), groups, model.embed_dim, model.dropout);
+                masks.x = Some(m);
+            }
+            if model.recurrent_dropout > 0.0 {
+                let (w, r) = (model.units, model.recurrent_dropout);
+                masks.h = Some(old_mask(&mut rng, idx.len(), groups, w, r));
+            }
+            let s = engine.train_batch(&params, &x, &y, &masks, &mut grads);
+            adam.update(&mut params.data, grads.data(), cfg.threads);
+            engine.refresh(&params);
+            loss += s.loss_sum;
+            correct += s.correct;
+        }
+        let (v, _) = engine.evaluate(&params, val.x, val.y);
+        history.push([
+            loss / n as f64,
+            correct as f64 / n as f64,
+            v.loss_sum / v.count as f64,
+            v.correct as f64 / v.count as f64,
+        ]);
+    }
+    (params.data, history)
+}
+
+/// Two epochs of the tutorial stack with both dropouts, per-gate and shared masks, 1 and 2
+/// threads, a partial last batch: the new fit loop gives the old one's weights and history.
+#[test]
+fn wire_training_matches_the_old_engine_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = common::tiny_archive(tmp.path(), 21);
+    let raw = data::load_reviews(&archive).unwrap();
+    let pre = Preprocessing {
+        num_words: 60,
+        maxlen: 24,
+        ..Preprocessing::default()
+    };
+    let ds = data::prepare(&raw, &pre, 3).unwrap();
+    let model = ModelConfig {
+        num_words: 60,
+        embed_dim: 8,
+        units: 6,
+        maxlen: 24,
+        dropout: 0.3,
+        recurrent_dropout: 0.2,
+    };
+    let train = Split {
+        x: &ds.train.x,
+        y: &ds.train.y,
+    };
+    let val = Split {
+        x: &ds.test.x,
+        y: &ds.test.y,
+    };
+    assert_ne!(train.y.len() % 8, 0, "the last batch should be partial");
+    for (mask_mode, threads) in [(MaskMode::PerGate, 2), (MaskMode::Shared, 1)] {
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 8,
+            threads,
+            mask_mode,
+            ..TrainConfig::default()
+        };
+        let (want_params, want_history) = old_fit(&model, &cfg, train, val);
+        let mut state = TrainState::new(&model, &cfg);
+        let mut net = Network::new(&model.arch(), threads).unwrap();
+        for _ in 0..cfg.epochs {
+            run_epoch(&mut state, &mut net, &cfg, train, Some(val), &mut Silent).unwrap();
+        }
+        let got: Vec<[f64; 4]> = state
+            .history
+            .epochs
+            .iter()
+            .map(|r| {
+                [
+                    r.loss,
+                    r.accuracy,
+                    r.val_loss.unwrap(),
+                    r.val_accuracy.unwrap(),
+                ]
+            })
+            .collect();
+        assert_eq!(got, want_history, "{mask_mode:?}: history");
+        let same = state.params.data.iter().zip(&want_params);
+        assert!(
+            same.clone().all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{mask_mode:?}: weights differ"
+        );
+        assert_eq!(state.params.data.len(), want_params.len());
+    }
+}
