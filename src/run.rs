@@ -398,7 +398,7 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
         data: source,
     };
     let ck = Checkpoint {
-        state: TrainState::new(&plan.model, &plan.train),
+        state: TrainState::new(&plan.model, &plan.train)?,
         early: plan.early_stopping.clone().map(EarlyStopper::new),
         spec,
         data_fingerprint: fp,

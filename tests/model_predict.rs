@@ -30,7 +30,7 @@ fn saved_model_predicts_bit_identically() {
         batch_size: 8,
         ..TrainConfig::default()
     };
-    let mut state = TrainState::new(&model, &cfg);
+    let mut state = TrainState::new(&model, &cfg).unwrap();
     let mut net = Network::new(&model.arch(), 2).unwrap();
     run_epoch(
         &mut state,

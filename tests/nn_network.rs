@@ -12,7 +12,7 @@ use imdb_lstm::nn::arch::{preset, Activation, Arch, LayerSpec, MergeMode, Paddin
 use imdb_lstm::nn::arch::{Head, PRESETS};
 use imdb_lstm::nn::network::reference::{self, RefOutput};
 use imdb_lstm::nn::network::{Gradients, LayerMasks, NetMasks, Network, RecurrentMasks};
-use imdb_lstm::nn::{ModelConfig, Params};
+use imdb_lstm::nn::ModelConfig;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
@@ -296,7 +296,7 @@ fn the_tutorial_stack_is_the_engine_bit_for_bit() {
     )
     .unwrap();
     let mut rng = Pcg64::seed_from_u64(3);
-    let mut params = Params::init(&cfg, &mut rng);
+    let mut params = engine_v1::old_init(&cfg, &mut rng);
     // Some weight in every tensor away from its initial value, as after training.
     for w in params.data.iter_mut() {
         *w += rng.gen_range(-0.1..0.1);

@@ -260,7 +260,10 @@ fn sequential_matches_batch() {
         maxlen: 6,
         ..ModelConfig::default()
     };
-    let params = Params::init(&cfg, &mut Pcg64::seed_from_u64(5));
+    let params = Params {
+        data: cfg.arch().init(&mut Pcg64::seed_from_u64(5)).unwrap(),
+        ..Params::zeros(&cfg)
+    };
     let (ids, _) = batch(&cfg, 9, 6);
     let mut net = network(&cfg, 2, &params);
     let mut all = vec![0.0; 9];

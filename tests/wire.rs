@@ -1,6 +1,7 @@
-//! The fit loop on the layer-stack engine (`Network`) against the engine it replaced: the old
-//! `Engine` (kept in tests/support/engine_v1.rs for this comparison) driven by the old loop's
-//! own mask drawing and Adam steps must give the same weights and history, bit for bit.
+//! The fit loop on the layer-stack engine (`Network`, weights from `Arch::init`) against the
+//! path it replaced: `Params::init` and the old `Engine` (kept in tests/support/engine_v1.rs for
+//! this comparison) driven by the old loop's own mask drawing and Adam steps must give the same
+//! weights and history, bit for bit.
 
 mod common;
 #[allow(dead_code)]
@@ -10,7 +11,7 @@ mod engine_v1;
 use engine_v1::{BatchMasks, Engine, Gradients};
 use imdb_lstm::data::{self, Preprocessing};
 use imdb_lstm::nn::adam::Adam;
-use imdb_lstm::nn::{ModelConfig, Network, Params};
+use imdb_lstm::nn::{ModelConfig, Network};
 use imdb_lstm::train::{
     rng_for, run_epoch, MaskMode, Silent, Split, TrainConfig, TrainState, RNG_INIT, RNG_TRAIN,
 };
@@ -40,7 +41,7 @@ fn old_fit(
     train: Split,
     val: Split,
 ) -> (Vec<f32>, Vec<[f64; 4]>) {
-    let mut params = Params::init(model, &mut rng_for(cfg.seed, RNG_INIT));
+    let mut params = engine_v1::old_init(model, &mut rng_for(cfg.seed, RNG_INIT));
     let mut adam = Adam::new(cfg.adam.clone(), params.data.len());
     let mut rng = rng_for(cfg.seed, RNG_TRAIN);
     let mut engine = Engine::new(model, cfg.threads);
@@ -134,7 +135,7 @@ fn wire_training_matches_the_old_engine_bit_for_bit() {
             ..TrainConfig::default()
         };
         let (want_params, want_history) = old_fit(&model, &cfg, train, val);
-        let mut state = TrainState::new(&model, &cfg);
+        let mut state = TrainState::new(&model, &cfg).unwrap();
         let mut net = Network::new(&model.arch(), threads).unwrap();
         for _ in 0..cfg.epochs {
             run_epoch(&mut state, &mut net, &cfg, train, Some(val), &mut Silent).unwrap();

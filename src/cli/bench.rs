@@ -207,7 +207,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let m = &plan.model;
     let fwd = forward_flops(m);
-    let mut state = TrainState::new(m, &plan.train);
+    let mut state = TrainState::new(m, &plan.train)?;
     let mut net = Network::new(&m.arch(), threads)?;
     println!(
         "{:>5} {:>9} {:>9} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",
@@ -343,7 +343,7 @@ fn scaling_table(
         ds.train = ds
             .train
             .subset(&(0..args.scaling_reviews.min(ds.train.len())).collect::<Vec<_>>());
-        let mut state = TrainState::new(&p.model, &p.train);
+        let mut state = TrainState::new(&p.model, &p.train)?;
         let mut net = Network::new(&p.model.arch(), threads)?;
         let t = Instant::now();
         run_epoch(

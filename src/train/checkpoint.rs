@@ -456,7 +456,7 @@ mod tests {
     #[test]
     fn round_trip_is_exact() {
         let spec = small_spec();
-        let mut state = TrainState::new(&spec.plan.model, &spec.plan.train);
+        let mut state = TrainState::new(&spec.plan.model, &spec.plan.train).unwrap();
         let _: u64 = state.rng.gen();
         state.adam.step = 17;
         for (i, (m, v)) in state.adam.m.iter_mut().zip(&mut state.adam.v).enumerate() {
@@ -508,7 +508,7 @@ mod tests {
         assert!(e.contains("not a checkpoint"), "{e}");
         let spec = small_spec();
         let ck = Checkpoint {
-            state: TrainState::new(&spec.plan.model, &spec.plan.train),
+            state: TrainState::new(&spec.plan.model, &spec.plan.train).unwrap(),
             spec,
             data_fingerprint: String::new(),
             early: None,

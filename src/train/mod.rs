@@ -87,16 +87,19 @@ pub struct TrainState {
 }
 
 impl TrainState {
-    /// Fresh weights (Keras's initialisers) from the seed.
-    pub fn new(model: &ModelConfig, cfg: &TrainConfig) -> TrainState {
-        let params = Params::init(model, &mut rng_for(cfg.seed, RNG_INIT));
+    /// Fresh weights (Keras's initialisers, [`crate::nn::arch::Arch::init`]) from the seed.
+    pub fn new(model: &ModelConfig, cfg: &TrainConfig) -> anyhow::Result<TrainState> {
+        let params = Params {
+            data: model.arch().init(&mut rng_for(cfg.seed, RNG_INIT))?,
+            ..Params::zeros(model)
+        };
         let adam = Adam::new(cfg.adam.clone(), params.data.len());
-        TrainState {
+        Ok(TrainState {
             params,
             adam,
             rng: rng_for(cfg.seed, RNG_TRAIN),
             history: History::default(),
-        }
+        })
     }
 
     /// Epochs completed so far.
@@ -399,7 +402,7 @@ mod tests {
             threads: 1,
             ..TrainConfig::default()
         };
-        let mut state = TrainState::new(&model, &cfg);
+        let mut state = TrainState::new(&model, &cfg).unwrap();
         let before = state.params.clone();
         let mut net = Network::new(&model.arch(), 1).unwrap();
         let stop = AtomicBool::new(true);

@@ -450,3 +450,25 @@ impl Workspace {
         self.lstm.backward(w, xm, hm, &self.dh, grads);
     }
 }
+
+/// The tutorial stack's initialisation as `Params::init` drew it before `Arch::init`.
+pub fn old_init(cfg: &ModelConfig, rng: &mut rand_pcg::Pcg64) -> Params {
+    use rand::Rng;
+    let glorot = |w: &mut [f32], fan_in: usize, fan_out: usize, rng: &mut rand_pcg::Pcg64| {
+        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+        for x in w {
+            *x = rng.gen_range(-limit..limit);
+        }
+    };
+    let mut p = Params::zeros(cfg);
+    let (d, h) = (cfg.embed_dim, cfg.units);
+    for w in p.tensor_mut(EMBEDDING) {
+        *w = rng.gen_range(-0.05..0.05);
+    }
+    glorot(p.tensor_mut(KERNEL), d, 4 * h, rng);
+    let q = imdb_lstm::nn::params::orthogonal(h, 4 * h, rng);
+    p.tensor_mut(RECURRENT).copy_from_slice(&q);
+    p.tensor_mut(BIAS)[h..2 * h].fill(1.0);
+    glorot(p.tensor_mut(DENSE_KERNEL), h, 1, rng);
+    p
+}
