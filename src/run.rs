@@ -398,7 +398,7 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
         data: source,
     };
     let ck = Checkpoint {
-        state: TrainState::new(&plan.model, &plan.train)?,
+        state: TrainState::new(&plan.model.arch(), &plan.train)?,
         early: plan.early_stopping.clone().map(EarlyStopper::new),
         spec,
         data_fingerprint: fp,
@@ -596,7 +596,7 @@ fn fit_and_finish(
             }
         };
         if let Some(es) = &mut ck.early {
-            if es.on_epoch_end(&record, &ck.state.params.data)? {
+            if es.on_epoch_end(&record, &ck.state.params)? {
                 say!(
                     quiet,
                     "Early stopping after epoch {}: val_loss has not improved by more than {} \
@@ -625,7 +625,7 @@ fn fit_and_finish(
         .and_then(|e| Some((e.best_epoch?, e.best_params.as_ref()?)));
     let mut params = ck.state.params.clone();
     if let Some((epoch, best)) = restored {
-        params.data.copy_from_slice(best);
+        params.copy_from_slice(best);
         say!(quiet, "Restoring the weights of the best epoch, {epoch}");
         progress.event("restored_best_weights", json!({"epoch": epoch}));
     }
@@ -637,8 +637,8 @@ fn fit_and_finish(
             r.val_accuracy.unwrap_or(f64::NAN),
         ),
         _ => {
-            net.refresh(&params.data);
-            let (s, _) = net.evaluate(&params.data, &p.ds.test.x, &p.ds.test.y);
+            net.refresh(&params);
+            let (s, _) = net.evaluate(&params, &p.ds.test.x, &p.ds.test.y);
             (
                 s.loss_sum / s.count as f64,
                 s.correct as f64 / s.count as f64,
@@ -699,7 +699,7 @@ fn fit_and_finish(
 /// describe epoch `facts_epoch` when given (the restored best epoch, whose weights the file
 /// holds), else the last epoch.
 pub fn model_file_of(
-    params: &Params,
+    params: &[f32],
     plan: &TrainPlan,
     ds: &Dataset,
     history: &History,
@@ -725,6 +725,6 @@ pub fn model_file_of(
             date: TrainingFacts::now_date(),
             program_version: env!("CARGO_PKG_VERSION").to_string(),
         }),
-        tensors: params.named(),
+        tensors: Params::of(&plan.model, params.to_vec()).named(),
     }
 }

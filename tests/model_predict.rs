@@ -30,7 +30,7 @@ fn saved_model_predicts_bit_identically() {
         batch_size: 8,
         ..TrainConfig::default()
     };
-    let mut state = TrainState::new(&model, &cfg).unwrap();
+    let mut state = TrainState::new(&model.arch(), &cfg).unwrap();
     let mut net = Network::new(&model.arch(), 2).unwrap();
     run_epoch(
         &mut state,
@@ -50,7 +50,7 @@ fn saved_model_predicts_bit_identically() {
         preprocessing: pre.clone(),
         vocabulary: ds.vocab.words().to_vec(),
         training: None,
-        tensors: state.params.named(),
+        tensors: Params::of(&model, state.params.clone()).named(),
     };
     let texts: Vec<String> = vec![
         "A superb film, I loved it.".into(),
@@ -58,7 +58,7 @@ fn saved_model_predicts_bit_identically() {
         "Ünïcödé <br />words and 123 numbers".into(),
         "x".repeat(5000),
     ];
-    let before = Classifier::new(file.clone(), state.params.clone(), 2)
+    let before = Classifier::new(file.clone(), Params::of(&model, state.params.clone()), 2)
         .unwrap()
         .probabilities(&texts);
 
@@ -66,7 +66,7 @@ fn saved_model_predicts_bit_identically() {
     model_file::save(&path, &file).unwrap();
     let loaded = model_file::load(&path).unwrap();
     let params = Params::from_named(&loaded.config, &loaded.tensors).unwrap();
-    assert_eq!(params.data, state.params.data);
+    assert_eq!(params.data, state.params);
     let after = Classifier::load(&path, 2).unwrap().probabilities(&texts);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&before), bits(&after));

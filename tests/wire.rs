@@ -135,7 +135,7 @@ fn wire_training_matches_the_old_engine_bit_for_bit() {
             ..TrainConfig::default()
         };
         let (want_params, want_history) = old_fit(&model, &cfg, train, val);
-        let mut state = TrainState::new(&model, &cfg).unwrap();
+        let mut state = TrainState::new(&model.arch(), &cfg).unwrap();
         let mut net = Network::new(&model.arch(), threads).unwrap();
         for _ in 0..cfg.epochs {
             run_epoch(&mut state, &mut net, &cfg, train, Some(val), &mut Silent).unwrap();
@@ -154,11 +154,82 @@ fn wire_training_matches_the_old_engine_bit_for_bit() {
             })
             .collect();
         assert_eq!(got, want_history, "{mask_mode:?}: history");
-        let same = state.params.data.iter().zip(&want_params);
+        let same = state.params.iter().zip(&want_params);
         assert!(
             same.clone().all(|(a, b)| a.to_bits() == b.to_bits()),
             "{mask_mode:?}: weights differ"
         );
-        assert_eq!(state.params.data.len(), want_params.len());
+        assert_eq!(state.params.len(), want_params.len());
     }
+}
+
+/// `bench --arch NAME` on a tiny archive: one line naming the preset and its training FLOPs
+/// (`Arch::train_flops`), and an epoch row whose GFLOP/s is those FLOPs times the sequences per
+/// second; inference counts the table trick only for a stack that has it (gru), not for cnn.
+#[test]
+fn wire_bench_times_a_preset_with_its_flops() {
+    use imdb_lstm::nn::arch::preset;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = common::tiny_archive(tmp.path(), 10);
+    for (name, table) in [("gru", true), ("cnn", false)] {
+        let (code, out, err) = common::run(
+            common::bin()
+                .args(["bench", "--arch", name, "--threads", "1", "--epochs", "1"])
+                .arg("--data")
+                .arg(&archive),
+        );
+        assert_eq!(code, 0, "{name}: {err}");
+        let arch = preset(name).unwrap().arch;
+        let train_flops = arch.train_flops().unwrap();
+        let head = format!(
+            "imdb-lstm bench: {name} ({:.1} MFLOP per training sequence)",
+            train_flops / 1e6
+        );
+        assert!(out.starts_with(&head), "{name}: {out}");
+        let row: Vec<f64> = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("1 "))
+            .unwrap_or_else(|| panic!("{name}: no epoch row in {out}"))
+            .split_whitespace()
+            .take(4)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let (seq_s, gflops) = (row[2], row[3]);
+        let want = train_flops * seq_s / 1e9;
+        // seq/s is printed rounded to 1, GFLOP/s to 0.1.
+        assert!(
+            (gflops - want).abs() <= 0.05 + train_flops * 0.5 / 1e9 + 1e-9,
+            "{name}: {gflops} GFLOP/s at {seq_s} seq/s, want {want}"
+        );
+        assert_eq!(out.contains("* effective:"), table, "{name}: {out}");
+    }
+}
+
+/// Where bench refuses an arch: fasttext is not offered, and the scaling table is the lstm's.
+#[test]
+fn wire_bench_refuses_what_it_cannot_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = common::tiny_archive(tmp.path(), 4);
+    let (code, _, err) = common::run(
+        common::bin()
+            .args(["bench", "--arch", "fasttext", "--data"])
+            .arg(&archive),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("invalid value 'fasttext' for '--arch <NAME>'")
+            && err.contains("lstm, gru, bilstm, stacked-lstm, cnn, cnn-lstm"),
+        "{err}"
+    );
+    let (code, out, err) = common::run(
+        common::bin()
+            .args(["bench", "--arch", "gru", "--scaling", "--data"])
+            .arg(&archive),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "error: --scaling times the lstm preset (it varies its units); drop --scaling or --arch gru"
+    );
+    assert!(out.is_empty(), "refused before measuring: {out}");
 }

@@ -60,6 +60,17 @@ pub struct Params {
 }
 
 impl Params {
+    /// `data` as the weights of `cfg` (in its layout).
+    pub fn of(cfg: &ModelConfig, data: Vec<f32>) -> Params {
+        let layout = Layout::new(cfg);
+        assert_eq!(data.len(), layout.len(), "data must be the config's layout");
+        Params {
+            cfg: cfg.clone(),
+            layout,
+            data,
+        }
+    }
+
     /// All zeros (a gradient or moment buffer of the same layout).
     pub fn zeros(cfg: &ModelConfig) -> Params {
         let layout = Layout::new(cfg);

@@ -7,7 +7,8 @@ pub mod progress;
 
 use crate::data::Preprocessing;
 use crate::nn::adam::{Adam, AdamConfig};
-use crate::nn::{BatchStats, Gradients, ModelConfig, NetMasks, Network, Params};
+use crate::nn::arch::Arch;
+use crate::nn::{BatchStats, Gradients, ModelConfig, NetMasks, Network};
 use history::{EpochRecord, History};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -79,7 +80,8 @@ pub struct Split<'a> {
 /// Everything that changes during training: enough to resume exactly.
 #[derive(Clone, Debug)]
 pub struct TrainState {
-    pub params: Params,
+    /// The weights, in the arch's [`Arch::layout`].
+    pub params: Vec<f32>,
     pub adam: Adam,
     /// Shuffling and dropout draws.
     pub rng: Pcg64,
@@ -87,13 +89,10 @@ pub struct TrainState {
 }
 
 impl TrainState {
-    /// Fresh weights (Keras's initialisers, [`crate::nn::arch::Arch::init`]) from the seed.
-    pub fn new(model: &ModelConfig, cfg: &TrainConfig) -> anyhow::Result<TrainState> {
-        let params = Params {
-            data: model.arch().init(&mut rng_for(cfg.seed, RNG_INIT))?,
-            ..Params::zeros(model)
-        };
-        let adam = Adam::new(cfg.adam.clone(), params.data.len());
+    /// Fresh weights (Keras's initialisers, [`Arch::init`]) from the seed.
+    pub fn new(arch: &Arch, cfg: &TrainConfig) -> anyhow::Result<TrainState> {
+        let params = arch.init(&mut rng_for(cfg.seed, RNG_INIT))?;
+        let adam = Adam::new(cfg.adam.clone(), params.len());
         Ok(TrainState {
             params,
             adam,
@@ -174,7 +173,7 @@ pub fn run_epoch_until(
         Vec::with_capacity(cfg.batch_size),
     );
     let mut total = BatchStats::default();
-    net.refresh(&state.params.data);
+    net.refresh(&state.params);
     for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
         if stop.load(Ordering::Relaxed) {
             return Err(Interrupted.into());
@@ -187,7 +186,7 @@ pub fn run_epoch_until(
         }
         let per_gate = cfg.mask_mode == MaskMode::PerGate;
         net.draw_masks(&mut state.rng, idx.len(), per_gate, &mut masks);
-        let stats = net.train_batch(&state.params.data, &xbuf, &ybuf, &masks, &mut grads);
+        let stats = net.train_batch(&state.params, &xbuf, &ybuf, &masks, &mut grads);
         anyhow::ensure!(
             stats.loss_sum.is_finite() && grads.is_finite(),
             "the loss became {} at epoch {epoch}, step {}/{steps}; try a lower --learning-rate",
@@ -196,8 +195,8 @@ pub fn run_epoch_until(
         );
         state
             .adam
-            .update(&mut state.params.data, grads.data(), cfg.threads);
-        net.refresh(&state.params.data);
+            .update(&mut state.params, grads.data(), cfg.threads);
+        net.refresh(&state.params);
         total += stats;
         obs.on_batch(
             epoch,
@@ -209,7 +208,7 @@ pub fn run_epoch_until(
     }
     let (val_loss, val_accuracy) = match val {
         Some(v) if !v.y.is_empty() => {
-            let (s, _) = net.evaluate(&state.params.data, v.x, v.y);
+            let (s, _) = net.evaluate(&state.params, v.x, v.y);
             (
                 Some(s.loss_sum / s.count as f64),
                 Some(s.correct as f64 / s.count as f64),
@@ -402,7 +401,7 @@ mod tests {
             threads: 1,
             ..TrainConfig::default()
         };
-        let mut state = TrainState::new(&model, &cfg).unwrap();
+        let mut state = TrainState::new(&model.arch(), &cfg).unwrap();
         let before = state.params.clone();
         let mut net = Network::new(&model.arch(), 1).unwrap();
         let stop = AtomicBool::new(true);
