@@ -410,7 +410,7 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
     say!(
         out.quiet,
         "{}",
-        report::summary::summary(&plan.model, &plan.pre, Some(prepared.ds.vocab.len()))
+        report::summary::summary(&plan.model.arch(), &plan.pre, Some(prepared.ds.vocab.len()))?
     );
     fit_and_finish(ck, &plan, &prepared, dir, &out, started)
 }
@@ -667,7 +667,7 @@ fn fit_and_finish(
     if let Err(e) = report::plot_history(dir, &ck.state.history) {
         eprintln!("warning: could not draw the history plot: {e:#}");
     }
-    if let Err(e) = report::write_model_graph(dir, &plan.model) {
+    if let Err(e) = report::write_model_graph(dir, &plan.model.arch()) {
         eprintln!("warning: could not draw the model graph: {e:#}");
     }
     ck.finished = true;

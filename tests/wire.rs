@@ -233,3 +233,67 @@ fn wire_bench_refuses_what_it_cannot_time() {
     );
     assert!(out.is_empty(), "refused before measuring: {out}");
 }
+
+/// The summary table and the model graph of every preset, against what Keras said about the
+/// same model (tests/fixtures/keras/NAME.weights.json): one row and one box per layer with
+/// Keras's name, class, output shape and parameter count, and Keras's total.
+#[test]
+fn wire_summary_and_graph_of_every_preset_match_keras() {
+    use imdb_lstm::data::Preprocessing;
+    use imdb_lstm::nn::arch::{preset, PRESETS};
+    use imdb_lstm::report::graph::model_layers;
+    use imdb_lstm::report::summary::{summary, thousands};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras");
+    for name in PRESETS {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.weights.json"))).unwrap();
+        let keras: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let keras = keras["layers"].as_array().unwrap();
+        let shape = |v: &serde_json::Value| {
+            let dims: Vec<String> = v.as_array().unwrap()[1..]
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            format!("(None, {})", dims.join(", "))
+        };
+        let arch = preset(name).unwrap().arch;
+        let s = summary(&arch, &Preprocessing::default(), None).unwrap();
+        let rows: Vec<Vec<String>> = s
+            .lines()
+            .filter(|l| l.starts_with('│'))
+            .map(|l| {
+                l.trim_matches('│')
+                    .split('│')
+                    .map(|c| c.trim().to_string())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(rows.len(), keras.len(), "{name}: {s}");
+        let mut total = 0;
+        for (row, k) in rows.iter().zip(keras) {
+            let (kn, kc) = (k["name"].as_str().unwrap(), k["class"].as_str().unwrap());
+            let params = k["params"].as_u64().unwrap() as usize;
+            total += params;
+            let want = [
+                format!("{kn} ({kc})"),
+                shape(&k["output_shape"]),
+                thousands(params),
+            ];
+            assert_eq!(row[..], want[..], "{name}");
+        }
+        let line = format!(" Total params: {} (", thousands(total));
+        assert!(s.contains(&line), "{name}: {s}");
+        let boxes = model_layers(&arch).unwrap();
+        assert_eq!(
+            boxes.len(),
+            keras.len() + 1,
+            "{name}: InputLayer, then each layer"
+        );
+        assert_eq!(boxes[0].output_shape, format!("(None, {})", arch.maxlen));
+        for (i, (b, k)) in boxes[1..].iter().zip(keras).enumerate() {
+            assert_eq!(b.name, k["name"].as_str().unwrap(), "{name}");
+            assert_eq!(b.kind, k["class"].as_str().unwrap(), "{name}");
+            assert_eq!(b.output_shape, shape(&k["output_shape"]), "{name}");
+            assert_eq!(b.input_shape, boxes[i].output_shape, "{name}");
+        }
+    }
+}
