@@ -5,7 +5,7 @@
 
 use crate::data::Vocabulary;
 use crate::model_file::ModelFile;
-use crate::nn::{Engine, Params};
+use crate::nn::{Network, Params};
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -15,7 +15,7 @@ pub struct Classifier {
     pub file: ModelFile,
     pub params: Params,
     vocab: Vocabulary,
-    engine: Engine,
+    net: Network,
 }
 
 impl Classifier {
@@ -27,19 +27,19 @@ impl Classifier {
             .with_context(|| path.display().to_string())?;
         let params = Params::from_named(&file.config, &file.tensors)
             .with_context(|| path.display().to_string())?;
-        Ok(Classifier::new(file, params, threads))
+        Classifier::new(file, params, threads).with_context(|| path.display().to_string())
     }
 
     /// A classifier from a model description and its weights (`file.tensors` is not read).
-    pub fn new(file: ModelFile, params: Params, threads: usize) -> Classifier {
-        let mut engine = Engine::new(&file.config, threads);
-        engine.refresh(&params);
-        Classifier {
+    pub fn new(file: ModelFile, params: Params, threads: usize) -> Result<Classifier> {
+        let mut net = Network::new(&file.config.arch(), threads)?;
+        net.refresh(&params.data);
+        Ok(Classifier {
             vocab: Vocabulary::from_words(file.vocabulary.clone()),
             file,
             params,
-            engine,
-        }
+            net,
+        })
     }
 
     /// Each text as the model sees it: `[N, maxlen]` ids through the model's own preprocessing.
@@ -55,7 +55,7 @@ impl Classifier {
     /// Logits for `[N, maxlen]` ids, on all the engine's threads.
     pub fn logits(&mut self, ids: &[u32]) -> Vec<f32> {
         let mut logits = vec![0.0; ids.len() / self.file.preprocessing.maxlen.max(1)];
-        self.engine.predict_logits(&self.params, ids, &mut logits);
+        self.net.predict_logits(&self.params.data, ids, &mut logits);
         logits
     }
 
@@ -91,7 +91,7 @@ pub fn metrics(logits: &[f32], y: &[f32]) -> Metrics {
     for (&z, &t) in logits.iter().zip(y) {
         let (truth, pred) = ((t > 0.5) as usize, (z > 0.0) as usize);
         c[truth][pred] += 1;
-        loss += crate::nn::model::bce_from_logit(z as f64, t as f64);
+        loss += crate::nn::network::bce_from_logit(z as f64, t as f64);
     }
     let n = logits.len().max(1) as f64;
     let (tp, fp, fneg) = (c[1][1] as f64, c[0][1] as f64, c[1][0] as f64);

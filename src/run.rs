@@ -6,7 +6,7 @@
 
 use crate::data::{self, Dataset, Encoded};
 use crate::model_file::{self, ModelFile, TrainingFacts};
-use crate::nn::{Engine, Params};
+use crate::nn::{Network, Params};
 use crate::report;
 use crate::train::checkpoint::{self, Checkpoint, RunSpec};
 use crate::train::history::History;
@@ -398,7 +398,7 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
         data: source,
     };
     let ck = Checkpoint {
-        state: TrainState::new(&plan.model, &plan.train),
+        state: TrainState::new(&plan.model.arch(), &plan.train)?,
         early: plan.early_stopping.clone().map(EarlyStopper::new),
         spec,
         data_fingerprint: fp,
@@ -410,7 +410,7 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
     say!(
         out.quiet,
         "{}",
-        report::summary::summary(&plan.model, &plan.pre, Some(prepared.ds.vocab.len()))
+        report::summary::summary(&plan.model.arch(), &plan.pre, Some(prepared.ds.vocab.len()))?
     );
     fit_and_finish(ck, &plan, &prepared, dir, &out, started)
 }
@@ -556,7 +556,7 @@ fn fit_and_finish(
     }
     let stop = install_stop_signals()?;
     let ck_path = checkpoint::path_in(dir);
-    let mut engine = Engine::new(&plan.model, plan.train.threads);
+    let mut net = Network::new(&plan.model.arch(), plan.train.threads)?;
     let mut progress = Progress::new(out.log_format, out.silent);
     progress.set_epochs(plan.train.epochs);
     while ck.state.epochs_done() < plan.train.epochs
@@ -565,8 +565,7 @@ fn fit_and_finish(
         let done = ck.state.epochs_done();
         let res = run_epoch_until(
             &mut ck.state,
-            &mut engine,
-            &plan.model,
+            &mut net,
             &plan.train,
             Split {
                 x: &p.ds.train.x,
@@ -597,7 +596,7 @@ fn fit_and_finish(
             }
         };
         if let Some(es) = &mut ck.early {
-            if es.on_epoch_end(&record, &ck.state.params.data)? {
+            if es.on_epoch_end(&record, &ck.state.params)? {
                 say!(
                     quiet,
                     "Early stopping after epoch {}: val_loss has not improved by more than {} \
@@ -626,7 +625,7 @@ fn fit_and_finish(
         .and_then(|e| Some((e.best_epoch?, e.best_params.as_ref()?)));
     let mut params = ck.state.params.clone();
     if let Some((epoch, best)) = restored {
-        params.data.copy_from_slice(best);
+        params.copy_from_slice(best);
         say!(quiet, "Restoring the weights of the best epoch, {epoch}");
         progress.event("restored_best_weights", json!({"epoch": epoch}));
     }
@@ -638,8 +637,8 @@ fn fit_and_finish(
             r.val_accuracy.unwrap_or(f64::NAN),
         ),
         _ => {
-            engine.refresh(&params);
-            let (s, _) = engine.evaluate(&params, &p.ds.test.x, &p.ds.test.y);
+            net.refresh(&params);
+            let (s, _) = net.evaluate(&params, &p.ds.test.x, &p.ds.test.y);
             (
                 s.loss_sum / s.count as f64,
                 s.correct as f64 / s.count as f64,
@@ -668,7 +667,7 @@ fn fit_and_finish(
     if let Err(e) = report::plot_history(dir, &ck.state.history) {
         eprintln!("warning: could not draw the history plot: {e:#}");
     }
-    if let Err(e) = report::write_model_graph(dir, &plan.model) {
+    if let Err(e) = report::write_model_graph(dir, &plan.model.arch()) {
         eprintln!("warning: could not draw the model graph: {e:#}");
     }
     ck.finished = true;
@@ -700,7 +699,7 @@ fn fit_and_finish(
 /// describe epoch `facts_epoch` when given (the restored best epoch, whose weights the file
 /// holds), else the last epoch.
 pub fn model_file_of(
-    params: &Params,
+    params: &[f32],
     plan: &TrainPlan,
     ds: &Dataset,
     history: &History,
@@ -726,6 +725,6 @@ pub fn model_file_of(
             date: TrainingFacts::now_date(),
             program_version: env!("CARGO_PKG_VERSION").to_string(),
         }),
-        tensors: params.named(),
+        tensors: Params::of(&plan.model, params.to_vec()).named(),
     }
 }

@@ -322,7 +322,7 @@ fn checkpoint_load_bytes() {
     let ck = imdb_lstm::train::checkpoint::load_bytes(&bytes).unwrap();
     assert!(ck.finished);
     assert_eq!(ck.state.epochs_done(), 1);
-    assert_eq!(ck.state.adam.m.len(), ck.state.params.data.len());
+    assert_eq!(ck.state.adam.m.len(), ck.state.params.len());
     assert!(ck.early.unwrap().best_params.is_some());
     let (mut header, data) = split(&bytes);
     set_in(&mut header, "run", "/train/threads", json!(0));

@@ -4,7 +4,7 @@ mod common;
 use imdb_lstm::data::{self, Preprocessing};
 use imdb_lstm::infer::Classifier;
 use imdb_lstm::model_file::{self, ModelFile};
-use imdb_lstm::nn::{Engine, ModelConfig, Params};
+use imdb_lstm::nn::{ModelConfig, Network, Params};
 use imdb_lstm::train::{run_epoch, Silent, Split, TrainConfig, TrainState};
 
 #[test]
@@ -30,12 +30,11 @@ fn saved_model_predicts_bit_identically() {
         batch_size: 8,
         ..TrainConfig::default()
     };
-    let mut state = TrainState::new(&model, &cfg);
-    let mut engine = Engine::new(&model, 2);
+    let mut state = TrainState::new(&model.arch(), &cfg).unwrap();
+    let mut net = Network::new(&model.arch(), 2).unwrap();
     run_epoch(
         &mut state,
-        &mut engine,
-        &model,
+        &mut net,
         &cfg,
         Split {
             x: &ds.train.x,
@@ -51,7 +50,7 @@ fn saved_model_predicts_bit_identically() {
         preprocessing: pre.clone(),
         vocabulary: ds.vocab.words().to_vec(),
         training: None,
-        tensors: state.params.named(),
+        tensors: Params::of(&model, state.params.clone()).named(),
     };
     let texts: Vec<String> = vec![
         "A superb film, I loved it.".into(),
@@ -59,13 +58,15 @@ fn saved_model_predicts_bit_identically() {
         "Ünïcödé <br />words and 123 numbers".into(),
         "x".repeat(5000),
     ];
-    let before = Classifier::new(file.clone(), state.params.clone(), 2).probabilities(&texts);
+    let before = Classifier::new(file.clone(), Params::of(&model, state.params.clone()), 2)
+        .unwrap()
+        .probabilities(&texts);
 
     let path = tmp.path().join("model.safetensors");
     model_file::save(&path, &file).unwrap();
     let loaded = model_file::load(&path).unwrap();
     let params = Params::from_named(&loaded.config, &loaded.tensors).unwrap();
-    assert_eq!(params.data, state.params.data);
+    assert_eq!(params.data, state.params);
     let after = Classifier::load(&path, 2).unwrap().probabilities(&texts);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&before), bits(&after));

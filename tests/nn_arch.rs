@@ -2,7 +2,6 @@
 //! model (tests/fixtures/keras, written by compare/keras_arch.py), the tutorial against today's
 //! hard-wired model, and one clear line for each stack or setting this tool cannot run.
 
-use imdb_lstm::cli::bench::forward_flops;
 use imdb_lstm::nn::arch::{
     parse_arch_json, preset, read_arch_file, Arch, Head, LayerSpec, Shape, PRESETS,
 };
@@ -107,8 +106,13 @@ fn arch_tutorial_has_todays_tensor_names_shapes_and_flops() {
         .collect();
     assert_eq!(ours, today);
     assert_eq!(arch.maxlen, cfg.maxlen);
-    assert_eq!(arch.forward_flops().unwrap(), forward_flops(&cfg));
-    assert_eq!(arch.train_flops().unwrap(), 3.0 * forward_flops(&cfg));
+    assert_eq!(arch, cfg.arch(), "the preset is the default config's stack");
+    // bench's count before it read the arch: the input and recurrent products of every step,
+    // and the dense layer.
+    let (d, h, t) = (128.0, 128.0, 80.0);
+    let forward = t * (2.0 * d * 4.0 * h + 2.0 * h * 4.0 * h) + 2.0 * h;
+    assert_eq!(arch.forward_flops().unwrap(), forward);
+    assert_eq!(arch.train_flops().unwrap(), 3.0 * forward);
     // The layout is contiguous in file order.
     let layout = arch.layout().unwrap();
     assert_eq!(layout[0].1, 0..640_000);

@@ -3,10 +3,10 @@
 //! numbers, with their recipes, are also in `../shared/reference/` beside the checkout).
 
 use imdb_lstm::nn::lstm::{LstmCache, LstmWeights, PackedGates};
-use imdb_lstm::nn::model::bce_from_logit;
+use imdb_lstm::nn::network::{bce_from_logit, LayerMasks, NetMasks, RecurrentMasks};
 use imdb_lstm::nn::params::{Layout, BIAS, KERNEL, RECURRENT};
 use imdb_lstm::nn::reference::{self, RefMasks};
-use imdb_lstm::nn::{BatchMasks, Engine, Gradients, ModelConfig, Params};
+use imdb_lstm::nn::{Gradients, ModelConfig, Network, Params};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
@@ -112,13 +112,27 @@ fn bce_is_stable_and_right() {
     assert!((bce_from_logit(-1000.0, 1.0) - 1000.0).abs() < 1e-9);
 }
 
-fn to_f32_masks(m: &RefMasks) -> BatchMasks {
+/// The reference's LSTM masks as the network's (Embedding and Dense drop nothing).
+fn to_f32_masks(m: &RefMasks) -> NetMasks {
     let f = |v: &Option<Vec<f64>>| v.as_ref().map(|v| v.iter().map(|&x| x as f32).collect());
-    BatchMasks {
-        groups: m.groups,
-        x: f(&m.x),
-        h: f(&m.h),
+    NetMasks {
+        layers: vec![
+            LayerMasks::None,
+            LayerMasks::Recurrent(vec![RecurrentMasks {
+                groups: m.groups,
+                x: f(&m.x),
+                h: f(&m.h),
+            }]),
+            LayerMasks::None,
+        ],
     }
+}
+
+/// The tutorial stack of `cfg` on `threads` threads, packed with `params`.
+fn network(cfg: &ModelConfig, threads: usize, params: &Params) -> Network {
+    let mut net = Network::new(&cfg.arch(), threads).unwrap();
+    net.refresh(&params.data);
+    net
 }
 
 /// The fast path (f32, GEMMs, threads) equals the reference (f64, loops) within 1e-5, for
@@ -159,11 +173,10 @@ fn fast_path_matches_reference() {
         let want = reference::forward_backward(&cfg, &p64, &ids, &y, &rm);
         let mut params = Params::zeros(&cfg);
         params.data.copy_from_slice(&p32);
-        let mut grads = Gradients::zeros(&cfg);
-        let mut engine = Engine::new(&cfg, threads);
-        engine.refresh(&params);
+        let mut net = network(&cfg, threads, &params);
+        let mut grads = Gradients::zeros(&net);
         let yf: Vec<f32> = y.iter().map(|&v| v as f32).collect();
-        let stats = engine.train_batch(&params, &ids, &yf, &to_f32_masks(&rm), &mut grads);
+        let stats = net.train_batch(&params.data, &ids, &yf, &to_f32_masks(&rm), &mut grads);
         assert!(
             (stats.loss_sum / b as f64 - want.loss).abs() < 1e-5,
             "loss {} vs {}",
@@ -178,7 +191,7 @@ fn fast_path_matches_reference() {
         }
         // Without dropout, inference logits match too.
         let mut logits = vec![0.0f32; b];
-        engine.predict_logits(&params, &ids, &mut logits);
+        net.predict_logits(&params.data, &ids, &mut logits);
         let plain = reference::forward_backward(
             &cfg,
             &p64,
@@ -213,32 +226,27 @@ fn reused_gradients_equal_fresh_ones() {
     for (i, v) in params.data.iter_mut().enumerate() {
         *v = ((i as f32) * 0.37).sin() * 0.3;
     }
-    let mut engine = Engine::new(&cfg, 2);
-    engine.refresh(&params);
-    let masks = BatchMasks {
-        groups: 1,
-        x: None,
-        h: None,
-    };
+    let mut net = network(&cfg, 2, &params);
+    let masks = NetMasks::default();
     let y = [1.0, 0.0, 1.0];
     // Tokens 0..12, then 12..24: no row in common.
     let first: Vec<u32> = (0..12).collect();
     let second: Vec<u32> = (12..24).collect();
-    let mut reused = Gradients::zeros(&cfg);
-    engine.train_batch(&params, &first, &y, &masks, &mut reused);
+    let mut reused = Gradients::zeros(&net);
+    net.train_batch(&params.data, &first, &y, &masks, &mut reused);
     assert_eq!(reused.embedding_rows().len(), 12);
     assert!(reused.is_finite());
-    engine.train_batch(&params, &second, &y, &masks, &mut reused);
-    let mut fresh = Gradients::zeros(&cfg);
-    engine.train_batch(&params, &second, &y, &masks, &mut fresh);
+    net.train_batch(&params.data, &second, &y, &masks, &mut reused);
+    let mut fresh = Gradients::zeros(&net);
+    net.train_batch(&params.data, &second, &y, &masks, &mut fresh);
     assert_eq!(reused.data(), fresh.data());
     let mut rows = reused.embedding_rows().to_vec();
     rows.sort();
     assert_eq!(rows, second);
     // A weight of infinity in a token's embedding makes that row's gradient non-finite.
     params.tensor_mut(imdb_lstm::nn::params::EMBEDDING)[13 * 4] = f32::INFINITY;
-    engine.refresh(&params);
-    engine.train_batch(&params, &second, &y, &masks, &mut reused);
+    net.refresh(&params.data);
+    net.train_batch(&params.data, &second, &y, &masks, &mut reused);
     assert!(!reused.is_finite());
 }
 
@@ -252,17 +260,18 @@ fn sequential_matches_batch() {
         maxlen: 6,
         ..ModelConfig::default()
     };
-    let params = Params::init(&cfg, &mut Pcg64::seed_from_u64(5));
+    let params = Params {
+        data: cfg.arch().init(&mut Pcg64::seed_from_u64(5)).unwrap(),
+        ..Params::zeros(&cfg)
+    };
     let (ids, _) = batch(&cfg, 9, 6);
-    let mut engine = Engine::new(&cfg, 2);
-    engine.refresh(&params);
+    let mut net = network(&cfg, 2, &params);
     let mut all = vec![0.0; 9];
-    engine.predict_logits(&params, &ids, &mut all);
-    let mut one = Engine::new(&cfg, 1);
-    one.refresh(&params);
+    net.predict_logits(&params.data, &ids, &mut all);
+    let mut one = network(&cfg, 1, &params);
     for i in 0..9 {
         let mut z = [0.0];
-        one.predict_logits(&params, &ids[i * 6..(i + 1) * 6], &mut z);
+        one.predict_logits(&params.data, &ids[i * 6..(i + 1) * 6], &mut z);
         assert!(
             (z[0] - all[i]).abs() < 1e-6,
             "sequence {i}: {} vs {}",

@@ -23,7 +23,7 @@ fn texts_of(node: roxmltree::Node, class: &str) -> Vec<String> {
 
 fn check_graph(cfg: &ModelConfig, expect: [(&str, &str); 4]) {
     let dir = tempfile::tempdir().unwrap();
-    write_model_graph(dir.path(), cfg).unwrap();
+    write_model_graph(dir.path(), &cfg.arch()).unwrap();
     let svg = fs::read_to_string(dir.path().join("model.svg")).unwrap();
     let doc = roxmltree::Document::parse(&svg).expect("model.svg is well-formed XML");
     let groups: Vec<roxmltree::Node> = doc
@@ -129,6 +129,6 @@ fn shapes_and_escaping() {
 fn missing_dir_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent");
-    assert!(write_model_graph(&missing, &ModelConfig::default()).is_err());
+    assert!(write_model_graph(&missing, &ModelConfig::default().arch()).is_err());
     assert!(!missing.exists());
 }

@@ -3,7 +3,8 @@
 //! the measured peak of this CPU, inference reviews/s, and peak memory.
 
 use super::{DataArgs, TrainArgs};
-use crate::nn::{Engine, ModelConfig};
+use crate::nn::arch::{preset, Arch};
+use crate::nn::{ModelConfig, Network, Params};
 use crate::train::{run_epoch, Silent, Split, TrainState};
 use anyhow::{ensure, Result};
 use clap::Args;
@@ -23,6 +24,10 @@ pub struct BenchArgs {
     /// Worker threads [default: all cores].
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
+    /// The model to time: a preset (Keras's IMDB examples), with its data and batch-size
+    /// defaults.
+    #[arg(long, value_name = "NAME", default_value = "lstm", value_parser = BENCH_ARCHS)]
+    pub arch: String,
     /// Dropout masks, as for train.
     #[arg(long, value_enum, default_value = "per-gate")]
     pub dropout_masks: crate::train::MaskMode,
@@ -35,18 +40,30 @@ pub struct BenchArgs {
     pub scaling_reviews: usize,
 }
 
-/// FLOPs of one sequence's forward pass: the input and recurrent products (2 flops per
-/// multiply-add) of every step, and the dense layer. Backward costs twice that.
-pub fn forward_flops(m: &ModelConfig) -> f64 {
-    let (d, h, t) = (m.embed_dim as f64, m.units as f64, m.maxlen as f64);
-    t * (2.0 * d * 4.0 * h + 2.0 * h * 4.0 * h) + 2.0 * h
+/// The presets `bench --arch` times (fasttext needs an n-gram data step that does not exist yet).
+const BENCH_ARCHS: [&str; 6] = ["lstm", "gru", "bilstm", "stacked-lstm", "cnn", "cnn-lstm"];
+
+/// FLOPs inference executes per sequence: the forward pass, less the input products of a first
+/// LSTM or GRU that returns its last state (inference looks them up in an embeddings * kernel
+/// table built once per model, as [`Network::predict_logits`] does).
+pub fn inference_flops(arch: &Arch) -> Result<f64> {
+    let table = match (
+        &arch.layers[0],
+        arch.layers.get(1).and_then(|l| l.recurrent()),
+    ) {
+        (crate::nn::arch::LayerSpec::Embedding { output_dim, .. }, Some((r, gates)))
+            if !r.return_sequences =>
+        {
+            2.0 * (arch.maxlen * output_dim * gates * r.units) as f64
+        }
+        _ => 0.0,
+    };
+    Ok(arch.forward_flops()? - table)
 }
 
-/// FLOPs inference executes per sequence: the recurrent products and the dense layer (the
-/// input projection is a lookup in a table built once per model).
-pub fn inference_flops(m: &ModelConfig) -> f64 {
-    let (h, t) = (m.units as f64, m.maxlen as f64);
-    t * 2.0 * h * 4.0 * h + 2.0 * h
+/// The tutorial's forward FLOPs for a config (the scaling table varies it).
+fn forward_flops(m: &ModelConfig) -> Result<f64> {
+    m.arch().forward_flops()
 }
 
 /// The CPU's fp32 peak on `threads` threads, measured with a register-only FMA loop of the
@@ -167,8 +184,8 @@ fn default_train_args(data: &DataArgs) -> TrainArgs {
 
 /// Reviews per second of `predict_logits` at a batch size, over `n` rows of `ids`.
 fn inference_rate(
-    engine: &mut Engine,
-    params: &crate::nn::Params,
+    net: &mut Network,
+    params: &[f32],
     ids: &[u32],
     maxlen: usize,
     batch: usize,
@@ -181,7 +198,7 @@ fn inference_rate(
             let start = Instant::now();
             for chunk in ids.chunks(batch * maxlen) {
                 let rows = chunk.len() / maxlen;
-                engine.predict_logits(params, chunk, &mut out[..rows]);
+                net.predict_logits(params, chunk, &mut out[..rows]);
             }
             n as f64 / start.elapsed().as_secs_f64()
         })
@@ -195,16 +212,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     targs.limit = args.limit;
     targs.threads = args.threads;
     targs.dropout_masks = args.dropout_masks;
+    let preset = preset(&args.arch)?;
+    targs.num_words = preset.num_words;
+    targs.maxlen = preset.arch.maxlen;
+    targs.batch_size = preset.batch_size;
     let plan = targs.plan()?;
+    let arch = &preset.arch;
     ensure!(
         args.scaling_reviews >= 1,
         "--scaling-reviews 0: use at least 1 review (default 4000)"
+    );
+    ensure!(
+        !args.scaling || args.arch == "lstm",
+        "--scaling times the lstm preset (it varies its units); drop --scaling or --arch {}",
+        args.arch
     );
     let source = crate::data::resolve_source(args.data.data.as_deref(), true)?;
     let threads = plan.train.threads;
     let isa = crate::nn::activation::isa().name();
     println!(
-        "imdb-lstm bench: {threads} threads, {isa} element-wise kernels, {:?} dropout masks",
+        "imdb-lstm bench: {} ({:.1} MFLOP per training sequence), {threads} threads, {isa} \
+         element-wise kernels, {:?} dropout masks",
+        args.arch,
+        arch.train_flops()? / 1e6,
         plan.train.mask_mode
     );
     let peak = measured_peak_gflops(threads);
@@ -237,9 +267,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
 
     let m = &plan.model;
-    let fwd = forward_flops(m);
-    let mut state = TrainState::new(m, &plan.train);
-    let mut engine = Engine::new(m, threads);
+    let (train_flops, fwd) = (arch.train_flops()?, arch.forward_flops()?);
+    let inf_flops = inference_flops(arch)?;
+    let mut state = TrainState::new(arch, &plan.train)?;
+    let mut net = Network::new(arch, threads)?;
     println!(
         "{:>5} {:>9} {:>9} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",
         "epoch", "train_s", "seq/s", "GFLOP/s", "%peak", "val_s", "GFLOP/s*", "loss", "val_acc"
@@ -249,8 +280,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let t = Instant::now();
         let rec = run_epoch(
             &mut state,
-            &mut engine,
-            m,
+            &mut net,
             &plan.train,
             Split {
                 x: &ds.train.x,
@@ -261,12 +291,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         )?;
         let train_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let (vs, _) = engine.evaluate(&state.params, &ds.test.x, &ds.test.y);
+        let (vs, _) = net.evaluate(&state.params, &ds.test.x, &ds.test.y);
         let val_s = t.elapsed().as_secs_f64();
         total_train += train_s;
         total_val += val_s;
         let n = ds.train.len() as f64;
-        let gflops = 3.0 * fwd * n / train_s / 1e9;
+        let gflops = train_flops * n / train_s / 1e9;
         let vgflops = fwd * ds.test.len() as f64 / val_s / 1e9;
         println!(
             "{:>5} {:>9.2} {:>9.0} {:>8.1} {:>5.0}% {:>7.2} {:>9.1} {:>8.4} {:>8.4}",
@@ -288,48 +318,56 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         total_train,
         total_val
     );
-    // Inference skips half the arithmetic (the input projection becomes a table lookup), so
-    // its rates are "effective": the nominal work of the tutorial's forward pass per second.
-    println!(
-        "* effective: nominal forward FLOPs ({:.1} MFLOP/review) per second; inference executes {:.1} MFLOP/review",
-        fwd / 1e6,
-        inference_flops(m) / 1e6
-    );
+    // With the table trick inference skips the input products, so its rates are "effective":
+    // the nominal work of the forward pass per second.
+    if inf_flops < fwd {
+        println!(
+            "* effective: nominal forward FLOPs ({:.1} MFLOP/review) per second; inference executes {:.1} MFLOP/review",
+            fwd / 1e6,
+            inf_flops / 1e6
+        );
+    } else {
+        println!("* forward FLOPs ({:.1} MFLOP/review) per second", fwd / 1e6);
+    }
 
     // Inference from token ids and from raw text.
     let n_inf = ds.test.len().min(8192);
-    let ids = &ds.test.x[..n_inf * m.maxlen];
+    let ids = &ds.test.x[..n_inf * arch.maxlen];
     for batch in [32, 1024] {
-        let r = inference_rate(&mut engine, &state.params, ids, m.maxlen, batch);
+        let r = inference_rate(&mut net, &state.params, ids, arch.maxlen, batch);
         println!(
             "inference from token ids, batch {batch:>4}: {r:>8.0} reviews/s, best of 3 ({:.1} GFLOP/s executed, {:.0}% of peak)",
-            r * inference_flops(m) / 1e9,
-            100.0 * r * inference_flops(m) / 1e9 / peak
+            r * inf_flops / 1e9,
+            100.0 * r * inf_flops / 1e9 / peak
         );
     }
-    let texts: Vec<String> = raw
-        .test
-        .iter()
-        .take(n_inf)
-        .map(|r| r.text.clone())
-        .collect();
-    let file = crate::model_file::ModelFile {
-        config: m.clone(),
-        preprocessing: plan.pre.clone(),
-        vocabulary: ds.vocab.words().to_vec(),
-        training: None,
-        tensors: vec![],
-    };
-    let mut model = crate::infer::Classifier::new(file, state.params.clone(), threads);
-    model.probabilities(&texts[..1]); // builds the inference table, as the engine above had
-    let t = Instant::now();
-    for chunk in texts.chunks(1024) {
-        model.probabilities(chunk);
+    // A model file (and so a classifier) holds the tutorial stack only, for now.
+    if args.arch == "lstm" {
+        let texts: Vec<String> = raw
+            .test
+            .iter()
+            .take(n_inf)
+            .map(|r| r.text.clone())
+            .collect();
+        let file = crate::model_file::ModelFile {
+            config: m.clone(),
+            preprocessing: plan.pre.clone(),
+            vocabulary: ds.vocab.words().to_vec(),
+            training: None,
+            tensors: vec![],
+        };
+        let params = Params::of(m, state.params.clone());
+        let mut model = crate::infer::Classifier::new(file, params, threads)?;
+        model.probabilities(&texts[..1]); // builds the inference table, as the engine above had
+        let t = Instant::now();
+        for chunk in texts.chunks(1024) {
+            model.probabilities(chunk);
+        }
+        println!(
+            "inference from raw text (tokenise + encode + model), batch 1024: {:.0} reviews/s",
+            texts.len() as f64 / t.elapsed().as_secs_f64()
+        );
     }
-    println!(
-        "inference from raw text (tokenise + encode + model), batch 1024: {:.0} reviews/s",
-        texts.len() as f64 / t.elapsed().as_secs_f64()
-    );
     if let Some(rss) = peak_rss_mib() {
         println!("peak RSS: {rss:.0} MiB");
     }
@@ -375,13 +413,12 @@ fn scaling_table(
         ds.train = ds
             .train
             .subset(&(0..args.scaling_reviews.min(ds.train.len())).collect::<Vec<_>>());
-        let mut state = TrainState::new(&p.model, &p.train);
-        let mut engine = Engine::new(&p.model, threads);
+        let mut state = TrainState::new(&p.model.arch(), &p.train)?;
+        let mut net = Network::new(&p.model.arch(), threads)?;
         let t = Instant::now();
         run_epoch(
             &mut state,
-            &mut engine,
-            &p.model,
+            &mut net,
             &p.train,
             Split {
                 x: &ds.train.x,
@@ -391,7 +428,7 @@ fn scaling_table(
             &mut Silent,
         )?;
         let s = t.elapsed().as_secs_f64() * 25_000.0 / ds.train.len() as f64;
-        let tflop = 3.0 * forward_flops(&p.model) * 25_000.0 / 1e12;
+        let tflop = 3.0 * forward_flops(&p.model)? * 25_000.0 / 1e12;
         let gf = tflop * 1e3 / s;
         println!(
             "{maxlen:>7} {units:>6} {batch:>6} {tflop:>12.3} {s:>10.1} {gf:>9.1} {:>5.0}%",

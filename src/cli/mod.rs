@@ -287,10 +287,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Summary { model } => {
             let m = crate::model_file::load(&model)?;
             let mut lines: Vec<String> = crate::report::summary::summary(
-                &m.config,
+                &m.config.arch(),
                 &m.preprocessing,
                 Some(m.vocabulary.len()),
-            )
+            )?
             .lines()
             .map(str::to_string)
             .collect();
@@ -327,7 +327,7 @@ fn run(cli: Cli) -> Result<()> {
             let m = crate::model_file::load(&model)?;
             let dir = out.unwrap_or_else(|| parent_dir(&model));
             // Its errors name the folder and the files already.
-            crate::report::write_model_graph(&dir, &m.config)?;
+            crate::report::write_model_graph(&dir, &m.config.arch())?;
             let msg = format!(
                 "wrote {} and {}",
                 dir.join("model.svg").display(),

@@ -4,6 +4,7 @@
 //! `get_weights()` order) and their flat layout, parameter counts, FLOPs and size limits.
 //! Pure data and checks; the kernels live elsewhere.
 
+mod init;
 mod keras_json;
 mod presets;
 

@@ -9,7 +9,7 @@
 
 use super::activation::{exp, sigmoid, MulAdd};
 use super::gemm::{matmul, Op};
-use super::model::bce_from_logit;
+use super::network::bce_from_logit;
 use super::packed::{matmul_packed, PackedB};
 use crate::dispatch;
 

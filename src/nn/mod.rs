@@ -1,5 +1,5 @@
-//! The numeric core: Embedding -> LSTM -> Dense(sigmoid), binary cross-entropy and Adam,
-//! as explicit forward/backward pairs over flat buffers.
+//! The numeric core: layer stacks ([`arch::Arch`]) run by one engine ([`Network`]), losses
+//! and Adam, as explicit forward/backward pairs over flat buffers.
 
 pub mod activation;
 pub mod adam;
@@ -9,14 +9,13 @@ pub mod dense;
 pub mod gemm;
 pub mod gru;
 pub mod lstm;
-pub mod model;
 pub mod network;
 pub mod packed;
 pub mod params;
 pub mod pool;
 pub mod reference;
 
-pub use model::{BatchMasks, BatchStats, Engine, Gradients};
+pub use network::{BatchStats, Gradients, NetMasks, Network};
 pub use params::Params;
 
 use serde::{Deserialize, Serialize};
@@ -69,6 +68,30 @@ impl ModelConfig {
         self.layer_params()
             .iter()
             .fold(0usize, |a, &b| a.saturating_add(b))
+    }
+
+    /// The layer stack: Embedding(num_words, embed_dim) -> LSTM(units) -> Dense(1, sigmoid).
+    pub fn arch(&self) -> arch::Arch {
+        use arch::{Activation, Arch, LayerSpec, Recurrent};
+        Arch {
+            layers: vec![
+                LayerSpec::Embedding {
+                    input_dim: self.num_words,
+                    output_dim: self.embed_dim,
+                },
+                LayerSpec::LSTM(Recurrent {
+                    units: self.units,
+                    dropout: self.dropout,
+                    recurrent_dropout: self.recurrent_dropout,
+                    return_sequences: false,
+                }),
+                LayerSpec::Dense {
+                    units: 1,
+                    activation: Activation::Sigmoid,
+                },
+            ],
+            maxlen: self.maxlen,
+        }
     }
 
     /// Named tensors in Keras's layout: (name, shape). Gate order i, f, c, o.

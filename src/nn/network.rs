@@ -8,11 +8,12 @@
 //! and from its kernels' time-major layout, and feeds a Bidirectional's backward layer the
 //! time-reversed input.
 //!
-//! Threads as in [`super::model::Engine`]: each runs its chunk of the batch through its own
-//! [`Workspace`], the calling thread the last chunk; the weight gradients after the embedding are
-//! added in thread order, then the embedding gradient is scattered row by row in thread, step,
-//! sequence order. The result depends only on the thread count. For Embedding -> LSTM ->
-//! Dense(1, sigmoid) every operation is the `Engine`'s, in its order, so both give the same bits.
+//! Threads: each runs its chunk of the batch through its own [`Workspace`], the calling thread
+//! the last chunk; the weight gradients after the embedding are added in thread order, then the
+//! embedding gradient is scattered row by row in thread, step, sequence order. The result
+//! depends only on the thread count. For Embedding -> LSTM -> Dense(1, sigmoid) every operation
+//! is the one the tutorial-only engine it replaced did, in its order, so trainings saved before
+//! go on with the same bits (tests/wire.rs).
 
 pub mod reference;
 
@@ -22,12 +23,32 @@ use super::dense::{self, softmax_cross_entropy, Cache, Dense, Grads};
 use super::gemm::{matmul, Op};
 use super::gru::{GruCache, GruGrads, GruWeights};
 use super::lstm::{LstmCache, LstmGrads, LstmWeights, Mask, PackedGates, Upstream};
-use super::model::{bce_from_logit, BatchStats};
 use super::pool::{GlobalAvgPool1d, GlobalMaxPool1d, MaxPool1d};
 use anyhow::{bail, Result};
 use rand::Rng;
 use rand_pcg::Pcg64;
 use std::ops::Range;
+
+/// Sums over a batch (not means), so partial batches and threads add up exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BatchStats {
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub count: usize,
+}
+
+impl std::ops::AddAssign for BatchStats {
+    fn add_assign(&mut self, o: BatchStats) {
+        self.loss_sum += o.loss_sum;
+        self.correct += o.correct;
+        self.count += o.count;
+    }
+}
+
+/// Binary cross-entropy of a logit against a 0/1 label, computed stably from the logit.
+pub fn bce_from_logit(z: f64, y: f64) -> f64 {
+    z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()
+}
 
 /// Dropout masks for one batch, per layer of the arch (missing or `None`: nothing dropped).
 /// Values are 0 or 1/(1-rate) (inverted dropout).
@@ -48,8 +69,8 @@ pub enum LayerMasks {
     Recurrent(Vec<RecurrentMasks>),
 }
 
-/// A recurrent layer's masks, as [`super::model::BatchMasks`]: one per sequence, reused at
-/// every step; `groups` is 1 (shared by the gates) or the gate count (4 LSTM, 3 GRU).
+/// A recurrent layer's masks: one per sequence, reused at every step; `groups` is 1 (shared by
+/// the gates) or the gate count (4 LSTM, 3 GRU).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RecurrentMasks {
     pub groups: usize,
@@ -60,8 +81,8 @@ pub struct RecurrentMasks {
 }
 
 /// A batch's gradient in the arch's flat layout, as [`Network::train_batch`] writes it. Only the
-/// embedding rows of the batch's tokens can be nonzero, and it remembers which (see
-/// [`super::model::Gradients`]).
+/// embedding rows of the batch's tokens can be nonzero, and it remembers which: the next batch
+/// clears just those rows instead of the whole table, and [`Gradients::is_finite`] reads only them.
 #[derive(Clone, Debug)]
 pub struct Gradients {
     data: Vec<f32>,
@@ -198,7 +219,7 @@ enum Kind {
     },
     Dropout,
     Dense(Dense),
-    /// Dense with one unit: a dot product per row, in the order [`super::model::Engine`] uses.
+    /// Dense with one unit: a dot product per row, in the tutorial engine's order.
     Dense1(dense::Activation),
     Conv(Conv1d),
     MaxPool(MaxPool1d),
@@ -526,6 +547,11 @@ impl Network {
         self.threads
     }
 
+    /// Steps per sequence: ids come as `[N, maxlen]`.
+    pub fn maxlen(&self) -> usize {
+        self.maxlen
+    }
+
     /// Logits per sequence: 1 (sigmoid head) or K (softmax head).
     pub fn classes(&self) -> usize {
         match self.head {
@@ -734,9 +760,25 @@ impl Network {
         stats
     }
 
+    /// Loss and accuracy sums of a sigmoid head over a labelled set (no dropout), and the logits.
+    pub fn evaluate(&mut self, params: &[f32], ids: &[u32], y: &[f32]) -> (BatchStats, Vec<f32>) {
+        assert_eq!(self.head, Head::Sigmoid, "evaluate scores 0/1 labels");
+        let mut logits = vec![0.0; y.len()];
+        self.predict_logits(params, ids, &mut logits);
+        let mut stats = BatchStats {
+            count: y.len(),
+            ..Default::default()
+        };
+        for (&z, &label) in logits.iter().zip(y) {
+            stats.loss_sum += bce_from_logit(z as f64, label as f64);
+            stats.correct += ((z > 0.0) == (label > 0.5)) as usize;
+        }
+        (stats, logits)
+    }
+
     /// Logits for `[N, maxlen]` ids (no dropout), written to `out` `[N, K]`. All threads, in
     /// chunks. A first LSTM or GRU returning its last state reads its input projections from
-    /// an `[V, G*H]` table (embeddings * kernel), as [`super::model::Engine`] does.
+    /// an `[V, G*H]` table (embeddings * kernel), as the tutorial engine did.
     pub fn predict_logits(&mut self, params: &[f32], ids: &[u32], out: &mut [f32]) {
         let (t_len, k_out) = (self.maxlen, self.classes());
         assert_eq!(out.len() % k_out, 0, "out must be [n, classes]");
@@ -1085,7 +1127,7 @@ impl Workspace {
                 for ((d, &z), &label) in dl.iter_mut().zip(logits).zip(targets) {
                     stats.loss_sum += bce_from_logit(z as f64, label as f64);
                     stats.correct += ((z > 0.0) == (label > 0.5)) as usize;
-                    // d(mean loss)/dz = (sigmoid(z) - y) / B, as the Engine computes it.
+                    // d(mean loss)/dz = (sigmoid(z) - y) / B, as the tutorial engine computed it.
                     *d = ((1.0 / (1.0 + (-z as f64).exp())) as f32 - label) * scale;
                 }
                 1
@@ -1338,7 +1380,7 @@ fn backward_node(
             let (gk, gb) = g.split_at_mut(inp);
             let wd = &p[..inp];
             let dx = sized(dx, b * inp);
-            // Row by row, as the Engine's output layer.
+            // Row by row, as the tutorial engine's output layer.
             for ((&gz, row), dxr) in dz
                 .iter()
                 .zip(x.chunks_exact(inp))

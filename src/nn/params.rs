@@ -60,6 +60,17 @@ pub struct Params {
 }
 
 impl Params {
+    /// `data` as the weights of `cfg` (in its layout).
+    pub fn of(cfg: &ModelConfig, data: Vec<f32>) -> Params {
+        let layout = Layout::new(cfg);
+        assert_eq!(data.len(), layout.len(), "data must be the config's layout");
+        Params {
+            cfg: cfg.clone(),
+            layout,
+            data,
+        }
+    }
+
     /// All zeros (a gradient or moment buffer of the same layout).
     pub fn zeros(cfg: &ModelConfig) -> Params {
         let layout = Layout::new(cfg);
@@ -68,23 +79,6 @@ impl Params {
             data: vec![0.0; layout.len()],
             layout,
         }
-    }
-
-    /// Keras's initialisers: embeddings uniform(-0.05, 0.05); kernel glorot_uniform;
-    /// recurrent kernel orthogonal; bias zeros with the forget gate's slice at 1.0
-    /// (unit_forget_bias); dense kernel glorot_uniform; dense bias zero.
-    pub fn init(cfg: &ModelConfig, rng: &mut Pcg64) -> Params {
-        let mut p = Params::zeros(cfg);
-        let (d, h) = (cfg.embed_dim, cfg.units);
-        for w in p.tensor_mut(EMBEDDING) {
-            *w = rng.gen_range(-0.05..0.05);
-        }
-        glorot_uniform(p.tensor_mut(KERNEL), d, 4 * h, rng);
-        let q = orthogonal(h, 4 * h, rng);
-        p.tensor_mut(RECURRENT).copy_from_slice(&q);
-        p.tensor_mut(BIAS)[h..2 * h].fill(1.0);
-        glorot_uniform(p.tensor_mut(DENSE_KERNEL), h, 1, rng);
-        p
     }
 
     pub fn tensor(&self, i: usize) -> &[f32] {
@@ -126,7 +120,7 @@ impl Params {
 }
 
 /// uniform(-limit, limit) with limit = sqrt(6 / (fan_in + fan_out)).
-fn glorot_uniform(w: &mut [f32], fan_in: usize, fan_out: usize, rng: &mut Pcg64) {
+pub(crate) fn glorot_uniform(w: &mut [f32], fan_in: usize, fan_out: usize, rng: &mut Pcg64) {
     let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
     for x in w {
         *x = rng.gen_range(-limit..limit);
@@ -213,30 +207,6 @@ mod tests {
     }
 
     #[test]
-    fn init_follows_keras_initialisers() {
-        let cfg = ModelConfig {
-            num_words: 100,
-            embed_dim: 8,
-            units: 4,
-            ..ModelConfig::default()
-        };
-        let p = Params::init(&cfg, &mut Pcg64::seed_from_u64(7));
-        assert!(p.tensor(EMBEDDING).iter().all(|x| x.abs() <= 0.05));
-        let limit = (6.0f32 / (8.0 + 16.0)).sqrt();
-        assert!(p.tensor(KERNEL).iter().all(|x| x.abs() <= limit));
-        assert!(p.tensor(KERNEL).iter().any(|x| x.abs() > limit / 2.0));
-        let b = p.tensor(BIAS);
-        assert!(b[..4].iter().chain(&b[8..]).all(|&x| x == 0.0));
-        assert!(b[4..8].iter().all(|&x| x == 1.0));
-        assert_eq!(p.tensor(DENSE_BIAS), &[0.0]);
-        assert_eq!(
-            p,
-            Params::init(&cfg, &mut Pcg64::seed_from_u64(7)),
-            "same seed, same weights"
-        );
-    }
-
-    #[test]
     fn named_round_trip_and_shape_errors() {
         let cfg = ModelConfig {
             num_words: 10,
@@ -244,7 +214,10 @@ mod tests {
             units: 2,
             ..ModelConfig::default()
         };
-        let p = Params::init(&cfg, &mut Pcg64::seed_from_u64(3));
+        let p = Params {
+            data: cfg.arch().init(&mut Pcg64::seed_from_u64(3)).unwrap(),
+            ..Params::zeros(&cfg)
+        };
         let named = p.named();
         assert_eq!(Params::from_named(&cfg, &named).unwrap(), p);
         let mut bad = named.clone();

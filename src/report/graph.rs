@@ -1,7 +1,7 @@
 //! model.svg and model.dot: the layer graph as Keras's `plot_model(show_shapes=True)` draws it,
 //! written by hand (no Graphviz needed to get the picture).
 
-use crate::nn::ModelConfig;
+use crate::nn::arch::Arch;
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,7 +14,7 @@ pub const MODEL_DOT: &str = "model.dot";
 /// One layer as plot_model shows it: name, class name, input and output shapes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerInfo {
-    pub name: &'static str,
+    pub name: String,
     pub kind: &'static str,
     pub input_shape: String,
     pub output_shape: String,
@@ -30,28 +30,32 @@ pub fn keras_shape(dims: &[usize]) -> String {
     s
 }
 
-/// The model's layers in order, with the shapes Keras reports for them.
-pub fn model_layers(cfg: &ModelConfig) -> Vec<LayerInfo> {
-    let (t, d, h) = (cfg.maxlen, cfg.embed_dim, cfg.units);
-    let layer = |name, kind, i: &[usize], o: &[usize]| LayerInfo {
-        name,
-        kind,
-        input_shape: keras_shape(i),
-        output_shape: keras_shape(o),
-    };
-    vec![
-        layer("input_layer", "InputLayer", &[t], &[t]),
-        layer("embedding", "Embedding", &[t], &[t, d]),
-        layer("lstm", "LSTM", &[t, d], &[h]),
-        layer("dense", "Dense", &[h], &[1]),
-    ]
+/// The model's layers in order, InputLayer first, with the shapes Keras reports for them.
+pub fn model_layers(arch: &Arch) -> Result<Vec<LayerInfo>> {
+    let input = keras_shape(&[arch.maxlen]);
+    let mut layers = vec![LayerInfo {
+        name: "input_layer".into(),
+        kind: "InputLayer",
+        input_shape: input.clone(),
+        output_shape: input,
+    }];
+    for l in arch.describe()? {
+        let input_shape = layers.last().expect("the input layer").output_shape.clone();
+        layers.push(LayerInfo {
+            name: l.name,
+            kind: l.class_name,
+            input_shape,
+            output_shape: l.output.to_string(),
+        });
+    }
+    Ok(layers)
 }
 
 /// model.svg drawn like Keras's plot_model(show_shapes=True): one box per layer, top to
 /// bottom, InputLayer first, each with the layer name, its type, input and output shape,
 /// arrows between them; and model.dot (Graphviz DOT of the same graph, record nodes).
 /// Both are written atomically into `dir`, which must exist.
-pub fn write_model_graph(dir: &Path, cfg: &ModelConfig) -> Result<()> {
+pub fn write_model_graph(dir: &Path, arch: &Arch) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!(
             "{} is a file, not a folder; give a folder for {MODEL_SVG} and {MODEL_DOT}",
@@ -64,7 +68,7 @@ pub fn write_model_graph(dir: &Path, cfg: &ModelConfig) -> Result<()> {
             dir.display()
         );
     }
-    let layers = model_layers(cfg);
+    let layers = model_layers(arch)?;
     crate::atomic::write(&dir.join(MODEL_SVG), model_svg(&layers).as_bytes())?;
     crate::atomic::write(&dir.join(MODEL_DOT), model_dot(&layers).as_bytes())?;
     Ok(())
@@ -146,7 +150,7 @@ pub fn model_svg(layers: &[LayerInfo]) -> String {
     for (i, (l, header)) in layers.iter().zip(&headers).enumerate() {
         let x = MARGIN;
         let y = MARGIN + i as f64 * (BOX_H + GAP);
-        let (name, kind) = (xml_escape(l.name), xml_escape(l.kind));
+        let (name, kind) = (xml_escape(&l.name), xml_escape(l.kind));
         let _ = writeln!(
             s,
             r#"<g class="layer" id="layer-{name}" data-name="{name}" data-type="{kind}">"#

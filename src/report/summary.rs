@@ -2,7 +2,8 @@
 //! the preprocessing and dropout settings that the Keras table does not show.
 
 use crate::data::{Preprocessing, Side};
-use crate::nn::ModelConfig;
+use crate::nn::arch::{Arch, LayerSpec};
+use anyhow::Result;
 
 /// Minimum inner widths of the three columns, as Keras 3 prints a Sequential model.
 const MIN_WIDTHS: [usize; 3] = [33, 24, 15];
@@ -71,26 +72,19 @@ fn row(widths: &[usize; 3], border: char, cells: [&str; 3]) -> String {
 ///
 /// `vocab_len` is the number of words actually kept, when known (a trained or loaded model);
 /// otherwise the maximum num_words allows is shown.
-pub fn summary(cfg: &ModelConfig, pre: &Preprocessing, vocab_len: Option<usize>) -> String {
-    let params = cfg.layer_params();
-    let total = cfg.param_count();
-    let rows: [[String; 3]; 3] = [
-        [
-            "embedding (Embedding)".into(),
-            format!("(None, {}, {})", cfg.maxlen, cfg.embed_dim),
-            thousands(params[0]),
-        ],
-        [
-            "lstm (LSTM)".into(),
-            format!("(None, {})", cfg.units),
-            thousands(params[1]),
-        ],
-        [
-            "dense (Dense)".into(),
-            "(None, 1)".into(),
-            thousands(params[2]),
-        ],
-    ];
+pub fn summary(arch: &Arch, pre: &Preprocessing, vocab_len: Option<usize>) -> Result<String> {
+    let layers = arch.describe()?;
+    let total: usize = layers.iter().map(|l| l.params).sum();
+    let rows: Vec<[String; 3]> = layers
+        .iter()
+        .map(|l| {
+            [
+                format!("{} ({})", l.name, l.class_name),
+                l.output.to_string(),
+                thousands(l.params),
+            ]
+        })
+        .collect();
     let header = ["Layer (type)", "Output Shape", "Param #"];
     // Widen a column when a (non-default) config's text would not fit.
     let mut widths = MIN_WIDTHS;
@@ -150,17 +144,47 @@ pub fn summary(cfg: &ModelConfig, pre: &Preprocessing, vocab_len: Option<usize>)
     lines.push(format!("  vocabulary:         {vocab}"));
     lines.push(String::new());
     lines.push("Dropout:".to_string());
-    lines.push(format!(
-        "  dropout:            {} (LSTM inputs)",
-        cfg.dropout
-    ));
-    lines.push(format!(
-        "  recurrent_dropout:  {} (LSTM recurrent state)",
-        cfg.recurrent_dropout
-    ));
+    // The recurrent layers' dropouts (the Keras table does not show them); a Dropout layer's
+    // rate is in its row's name only in Keras too, so it is listed here as well.
+    let recurrent = arch
+        .layers
+        .iter()
+        .filter(|l| recurrent_args(l).is_some())
+        .count();
+    for (layer, info) in arch.layers.iter().zip(&layers) {
+        if let Some((class, r)) = recurrent_args(layer) {
+            // One recurrent layer (the tutorial's) is named by its class, several by their names.
+            let who = if recurrent == 1 {
+                class.to_string()
+            } else {
+                info.name.clone()
+            };
+            lines.push(format!(
+                "  dropout:            {} ({who} inputs)",
+                r.dropout
+            ));
+            lines.push(format!(
+                "  recurrent_dropout:  {} ({who} recurrent state)",
+                r.recurrent_dropout
+            ));
+        } else if let LayerSpec::Dropout { rate } = layer {
+            lines.push(format!("  rate:               {rate} ({})", info.name));
+        }
+    }
+    if lines.last().is_some_and(|l| l == "Dropout:") {
+        lines.push("  none".to_string());
+    }
     let mut out = lines.join("\n");
     out.push('\n');
-    out
+    Ok(out)
+}
+
+/// An LSTM's, GRU's or Bidirectional's recurrent arguments, with the class that has them.
+fn recurrent_args(layer: &LayerSpec) -> Option<(&'static str, &crate::nn::arch::Recurrent)> {
+    match layer {
+        LayerSpec::Bidirectional { layer, .. } => recurrent_args(layer),
+        l => l.recurrent().map(|(r, _)| (l.class_name(), r)),
+    }
 }
 
 #[cfg(test)]

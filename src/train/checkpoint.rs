@@ -2,7 +2,7 @@
 //! every epoch: enough to continue the run bit for bit (`imdb-lstm train --resume RUN_DIR`).
 //!
 //! Layout: a safetensors file with flat f32 tensors `params`, `adam_m`, `adam_v` (each
-//! `[parameter count]`, in [`crate::nn::params::Layout`] order) and `best_params` when early
+//! `[parameter count]`, in [`crate::nn::arch::Arch::layout`] order) and `best_params` when early
 //! stopping keeps the best weights. The `__metadata__` holds strings: `format`
 //! (`imdb-lstm-checkpoint`), `checkpoint_version`, `program_version`, `run` (the [`RunSpec`] as
 //! JSON), `data_fingerprint`, `adam_step`, `rng` (the training `Pcg64` as JSON), `history`
@@ -12,8 +12,6 @@ use super::history::History;
 use super::{EarlyStopper, TrainPlan, TrainState};
 use crate::data::Dataset;
 use crate::nn::adam::Adam;
-use crate::nn::params::Layout;
-use crate::nn::Params;
 use crate::validate::{self, Section};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -124,9 +122,9 @@ pub fn save(dir: &Path, c: &Checkpoint) -> Result<()> {
     }
     meta.insert("finished".to_string(), c.finished.to_string());
 
-    let n = c.state.params.data.len();
+    let n = c.state.params.len();
     let mut tensors: Vec<(&str, Vec<u8>)> = vec![
-        ("params", le_bytes(&c.state.params.data)),
+        ("params", le_bytes(&c.state.params)),
         ("adam_m", le_bytes(&c.state.adam.m)),
         ("adam_v", le_bytes(&c.state.adam.v)),
     ];
@@ -381,11 +379,7 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Checkpoint> {
         }
         Ok(values)
     };
-    let params = Params {
-        cfg: spec.plan.model.clone(),
-        layout: Layout::new(&spec.plan.model),
-        data: tensor("params")?,
-    };
+    let params = tensor("params")?;
     let adam = Adam {
         cfg: spec.plan.train.adam.clone(),
         step,
@@ -456,7 +450,7 @@ mod tests {
     #[test]
     fn round_trip_is_exact() {
         let spec = small_spec();
-        let mut state = TrainState::new(&spec.plan.model, &spec.plan.train);
+        let mut state = TrainState::new(&spec.plan.model.arch(), &spec.plan.train).unwrap();
         let _: u64 = state.rng.gen();
         state.adam.step = 17;
         for (i, (m, v)) in state.adam.m.iter_mut().zip(&mut state.adam.v).enumerate() {
@@ -472,7 +466,7 @@ mod tests {
             seconds: 0.123456789,
         });
         let mut es = EarlyStopper::new(spec.plan.early_stopping.clone().unwrap());
-        es.on_epoch_end(&state.history.epochs[0], &state.params.data)
+        es.on_epoch_end(&state.history.epochs[0], &state.params)
             .unwrap();
         let ck = Checkpoint {
             spec,
@@ -508,7 +502,7 @@ mod tests {
         assert!(e.contains("not a checkpoint"), "{e}");
         let spec = small_spec();
         let ck = Checkpoint {
-            state: TrainState::new(&spec.plan.model, &spec.plan.train),
+            state: TrainState::new(&spec.plan.model.arch(), &spec.plan.train).unwrap(),
             spec,
             data_fingerprint: String::new(),
             early: None,

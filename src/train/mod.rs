@@ -7,11 +7,11 @@ pub mod progress;
 
 use crate::data::Preprocessing;
 use crate::nn::adam::{Adam, AdamConfig};
-use crate::nn::model::BatchStats;
-use crate::nn::{BatchMasks, Engine, Gradients, ModelConfig, Params};
+use crate::nn::arch::Arch;
+use crate::nn::{BatchStats, Gradients, ModelConfig, NetMasks, Network};
 use history::{EpochRecord, History};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,16 +28,6 @@ pub enum MaskMode {
     /// One mask shared by the four gates (Keras 3.0-3.7 with dropout, and Keras >= 3.8 when
     /// recurrent_dropout is 0; one GEMM per step instead of four).
     Shared,
-}
-
-impl MaskMode {
-    /// Masks drawn per row: 4 (one per gate) or 1 (shared).
-    pub fn groups(self) -> usize {
-        match self {
-            MaskMode::PerGate => 4,
-            MaskMode::Shared => 1,
-        }
-    }
 }
 
 /// How to fit, with Keras's defaults.
@@ -90,7 +80,8 @@ pub struct Split<'a> {
 /// Everything that changes during training: enough to resume exactly.
 #[derive(Clone, Debug)]
 pub struct TrainState {
-    pub params: Params,
+    /// The weights, in the arch's [`Arch::layout`].
+    pub params: Vec<f32>,
     pub adam: Adam,
     /// Shuffling and dropout draws.
     pub rng: Pcg64,
@@ -98,16 +89,16 @@ pub struct TrainState {
 }
 
 impl TrainState {
-    /// Fresh weights (Keras's initialisers) from the seed.
-    pub fn new(model: &ModelConfig, cfg: &TrainConfig) -> TrainState {
-        let params = Params::init(model, &mut rng_for(cfg.seed, RNG_INIT));
-        let adam = Adam::new(cfg.adam.clone(), params.data.len());
-        TrainState {
+    /// Fresh weights (Keras's initialisers, [`Arch::init`]) from the seed.
+    pub fn new(arch: &Arch, cfg: &TrainConfig) -> anyhow::Result<TrainState> {
+        let params = arch.init(&mut rng_for(cfg.seed, RNG_INIT))?;
+        let adam = Adam::new(cfg.adam.clone(), params.len());
+        Ok(TrainState {
             params,
             adam,
             rng: rng_for(cfg.seed, RNG_TRAIN),
             history: History::default(),
-        }
+        })
     }
 
     /// Epochs completed so far.
@@ -129,23 +120,6 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// Draws one batch's dropout masks: `[B, G, width]`, each 0 or 1/(1-rate).
-fn draw_mask(
-    rng: &mut Pcg64,
-    rows: usize,
-    groups: usize,
-    width: usize,
-    rate: f32,
-    out: &mut Vec<f32>,
-) {
-    let keep = 1.0 - rate;
-    let scale = 1.0 / keep;
-    out.clear();
-    out.extend(
-        (0..rows * groups * width).map(|_| if rng.gen::<f32>() < keep { scale } else { 0.0 }),
-    );
-}
-
 /// The run was stopped by a request (the `stop` flag: Ctrl-C, SIGTERM, ...) between two batches;
 /// the epoch in progress is lost and the caller keeps its last checkpoint.
 #[derive(Debug)]
@@ -162,25 +136,22 @@ impl std::error::Error for Interrupted {}
 /// state is then left as it was after the last good step.
 pub fn run_epoch(
     state: &mut TrainState,
-    engine: &mut Engine,
-    model: &ModelConfig,
+    net: &mut Network,
     cfg: &TrainConfig,
     train: Split,
     val: Option<Split>,
     obs: &mut dyn Observer,
 ) -> anyhow::Result<EpochRecord> {
     static NEVER: AtomicBool = AtomicBool::new(false);
-    run_epoch_until(state, engine, model, cfg, train, val, obs, &NEVER)
+    run_epoch_until(state, net, cfg, train, val, obs, &NEVER)
 }
 
 /// [`run_epoch`] that also stops with [`Interrupted`] as soon as `stop` is set (checked before
 /// each batch with one relaxed atomic load, so the hot loop gains no syscall). After an
 /// interruption `state` is mid-epoch: discard it and resume from the last checkpoint.
-#[allow(clippy::too_many_arguments)]
 pub fn run_epoch_until(
     state: &mut TrainState,
-    engine: &mut Engine,
-    model: &ModelConfig,
+    net: &mut Network,
     cfg: &TrainConfig,
     train: Split,
     val: Option<Split>,
@@ -188,26 +159,21 @@ pub fn run_epoch_until(
     stop: &AtomicBool,
 ) -> anyhow::Result<EpochRecord> {
     let start = Instant::now();
-    let t_len = model.maxlen;
+    let t_len = net.maxlen();
     let n = train.y.len();
     anyhow::ensure!(n > 0, "no training sequences");
     let epoch = state.epochs_done() + 1;
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut state.rng);
     let steps = n.div_ceil(cfg.batch_size);
-    let mut grads = Gradients::zeros(model);
-    let mut masks = BatchMasks {
-        groups: cfg.mask_mode.groups(),
-        x: None,
-        h: None,
-    };
+    let mut grads = Gradients::zeros(net);
+    let mut masks = NetMasks::default();
     let (mut xbuf, mut ybuf) = (
         Vec::with_capacity(cfg.batch_size * t_len),
         Vec::with_capacity(cfg.batch_size),
     );
-    let (mut mx, mut mh) = (Vec::new(), Vec::new());
     let mut total = BatchStats::default();
-    engine.refresh(&state.params);
+    net.refresh(&state.params);
     for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
         if stop.load(Ordering::Relaxed) {
             return Err(Interrupted.into());
@@ -218,36 +184,9 @@ pub fn run_epoch_until(
             xbuf.extend_from_slice(&train.x[i * t_len..(i + 1) * t_len]);
             ybuf.push(train.y[i]);
         }
-        let groups = masks.groups;
-        masks.x = (model.dropout > 0.0).then(|| {
-            draw_mask(
-                &mut state.rng,
-                idx.len(),
-                groups,
-                model.embed_dim,
-                model.dropout,
-                &mut mx,
-            );
-            std::mem::take(&mut mx)
-        });
-        masks.h = (model.recurrent_dropout > 0.0).then(|| {
-            draw_mask(
-                &mut state.rng,
-                idx.len(),
-                groups,
-                model.units,
-                model.recurrent_dropout,
-                &mut mh,
-            );
-            std::mem::take(&mut mh)
-        });
-        let stats = engine.train_batch(&state.params, &xbuf, &ybuf, &masks, &mut grads);
-        if let Some(v) = masks.x.take() {
-            mx = v;
-        }
-        if let Some(v) = masks.h.take() {
-            mh = v;
-        }
+        let per_gate = cfg.mask_mode == MaskMode::PerGate;
+        net.draw_masks(&mut state.rng, idx.len(), per_gate, &mut masks);
+        let stats = net.train_batch(&state.params, &xbuf, &ybuf, &masks, &mut grads);
         anyhow::ensure!(
             stats.loss_sum.is_finite() && grads.is_finite(),
             "the loss became {} at epoch {epoch}, step {}/{steps}; try a lower --learning-rate",
@@ -256,8 +195,8 @@ pub fn run_epoch_until(
         );
         state
             .adam
-            .update(&mut state.params.data, grads.data(), cfg.threads);
-        engine.refresh(&state.params);
+            .update(&mut state.params, grads.data(), cfg.threads);
+        net.refresh(&state.params);
         total += stats;
         obs.on_batch(
             epoch,
@@ -269,7 +208,7 @@ pub fn run_epoch_until(
     }
     let (val_loss, val_accuracy) = match val {
         Some(v) if !v.y.is_empty() => {
-            let (s, _) = engine.evaluate(&state.params, v.x, v.y);
+            let (s, _) = net.evaluate(&state.params, v.x, v.y);
             (
                 Some(s.loss_sum / s.count as f64),
                 Some(s.correct as f64 / s.count as f64),
@@ -462,16 +401,15 @@ mod tests {
             threads: 1,
             ..TrainConfig::default()
         };
-        let mut state = TrainState::new(&model, &cfg);
+        let mut state = TrainState::new(&model.arch(), &cfg).unwrap();
         let before = state.params.clone();
-        let mut engine = Engine::new(&model, 1);
+        let mut net = Network::new(&model.arch(), 1).unwrap();
         let stop = AtomicBool::new(true);
         let x = [1u32, 2, 3, 4, 5, 6];
         let y = [1.0f32, 0.0];
         let err = run_epoch_until(
             &mut state,
-            &mut engine,
-            &model,
+            &mut net,
             &cfg,
             Split { x: &x, y: &y },
             None,

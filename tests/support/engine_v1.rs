@@ -1,3 +1,6 @@
+//! TEST-ONLY COPY of the tutorial-only engine that `nn::Network` replaced (src/nn/model.rs as it
+//! was), kept so tests/wire.rs and tests/nn_network.rs can prove the new path gives its bits.
+//!
 //! The whole network on a batch: Embedding -> LSTM -> Dense(1) -> sigmoid / binary
 //! cross-entropy, forward and backward, with the batch split across threads.
 //!
@@ -6,10 +9,10 @@
 //! added in thread order; the embedding gradient is scattered from each thread's input
 //! gradient in thread order. The result depends only on the thread count, never on timing.
 
-use super::gemm::{matmul, Op};
-use super::lstm::{LstmCache, LstmGrads, LstmWeights, Mask, PackedGates};
-use super::params::{Params, BIAS, DENSE_BIAS, DENSE_KERNEL, EMBEDDING, KERNEL, RECURRENT};
-use super::ModelConfig;
+use imdb_lstm::nn::gemm::{matmul, Op};
+use imdb_lstm::nn::lstm::{LstmCache, LstmGrads, LstmWeights, Mask, PackedGates};
+use imdb_lstm::nn::params::{Params, BIAS, DENSE_BIAS, DENSE_KERNEL, EMBEDDING, KERNEL, RECURRENT};
+use imdb_lstm::nn::ModelConfig;
 
 /// Dropout masks for a whole batch, drawn by the training loop.
 #[derive(Clone, Debug, Default)]
@@ -446,4 +449,26 @@ impl Workspace {
         };
         self.lstm.backward(w, xm, hm, &self.dh, grads);
     }
+}
+
+/// The tutorial stack's initialisation as `Params::init` drew it before `Arch::init`.
+pub fn old_init(cfg: &ModelConfig, rng: &mut rand_pcg::Pcg64) -> Params {
+    use rand::Rng;
+    let glorot = |w: &mut [f32], fan_in: usize, fan_out: usize, rng: &mut rand_pcg::Pcg64| {
+        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+        for x in w {
+            *x = rng.gen_range(-limit..limit);
+        }
+    };
+    let mut p = Params::zeros(cfg);
+    let (d, h) = (cfg.embed_dim, cfg.units);
+    for w in p.tensor_mut(EMBEDDING) {
+        *w = rng.gen_range(-0.05..0.05);
+    }
+    glorot(p.tensor_mut(KERNEL), d, 4 * h, rng);
+    let q = imdb_lstm::nn::params::orthogonal(h, 4 * h, rng);
+    p.tensor_mut(RECURRENT).copy_from_slice(&q);
+    p.tensor_mut(BIAS)[h..2 * h].fill(1.0);
+    glorot(p.tensor_mut(DENSE_KERNEL), h, 1, rng);
+    p
 }
