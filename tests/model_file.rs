@@ -2,7 +2,7 @@
 //! crate), every kind of bad input, atomic saving, and the Keras-style summary.
 
 mod common;
-use common::file_names;
+use common::{bin, file_names, run};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -782,4 +782,33 @@ fn saving_under_a_file_instead_of_a_folder_fails_cleanly() {
         msg.contains(&target.display().to_string()) && msg.contains("not a folder"),
         "{msg}"
     );
+}
+
+/// A format-1 model file (num_words 40, maxlen 10, embed_dim 6, units 4) written by the format-1
+/// writer: whatever format later versions write, this file must keep predicting the same.
+#[test]
+fn model_file_v1_fixture_predicts_as_recorded() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model_v1.safetensors");
+    let (code, out, err) = run(bin()
+        .args(["predict", "--json", "--threads", "1", "--model"])
+        .arg(&model)
+        .args(["a great film", "boring and awful", "unknownword"]));
+    assert_eq!(code, 0, "{err}");
+    let got: Vec<f64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["probability"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    let want = [
+        0.48546260595321655,
+        0.48507314920425415,
+        0.48660895228385925,
+    ];
+    assert_eq!(got.len(), want.len(), "{out}");
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-6, "{out}");
+    }
 }
