@@ -13,25 +13,8 @@ use std::sync::OnceLock;
 /// Runs `cmd` and checks the failure contract: exit `code`, no panic, stderr is exactly one line
 /// starting with `error: ` and containing every needle. Returns stderr.
 fn fails(cmd: &mut Command, code: i32, needles: &[&str]) -> String {
-    let (got, _, err) = run(cmd);
-    assert!(
-        !err.contains("panicked") && got != 101,
-        "{cmd:?} panicked: {err}"
-    );
-    assert_eq!(got, code, "{cmd:?}: want exit {code}, got {got}: {err}");
-    assert!(
-        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
-        "{cmd:?}: want one error line, got {err:?}"
-    );
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "{cmd:?}: error should contain {n:?}: {err}"
-        );
-    }
-    // Shown with --nocapture: the README's "What happens when..." tables quote these lines.
-    eprintln!("[exit {got}] {}", err.trim_end());
-    err
+    let result = run(cmd);
+    assert_refused(cmd, result, code, needles)
 }
 
 /// Runs `cmd` and checks it succeeds without a panic. Returns stdout.

@@ -7,32 +7,16 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-/// Runs `cmd` (killed after 60 s) and checks the failure contract: exit `code`, no panic, nothing
-/// on stdout, stderr is one line starting with `error: ` and containing every needle. Returns it.
+/// Runs `cmd` (killed after 60 s) and checks the failure contract ([`assert_refused`]) and that
+/// nothing was done first: stdout is empty. Returns stderr.
 fn fails(cmd: &mut Command, code: i32, needles: &[&str]) -> String {
-    let (got, out, err) = msgs_run_within(cmd, 60);
+    let result = msgs_run_within(cmd, 60);
     assert!(
-        !err.contains("panicked") && got != 101,
-        "{cmd:?} panicked: {err}"
+        result.1.is_empty(),
+        "{cmd:?}: nothing should be done first: {}",
+        result.1
     );
-    assert_eq!(got, code, "{cmd:?}: want exit {code}, got {got}: {err}");
-    assert!(
-        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
-        "{cmd:?}: want one error line, got {err:?}"
-    );
-    assert!(
-        out.is_empty(),
-        "{cmd:?}: nothing should be done first: {out}"
-    );
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "{cmd:?}: error should contain {n:?}: {err}"
-        );
-    }
-    // Shown with --nocapture: the README's table quotes these lines.
-    eprintln!("[exit {got}] {}", err.trim_end());
-    err
+    assert_refused(cmd, result, code, needles)
 }
 
 /// One epoch of a history.json.

@@ -38,15 +38,9 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// Refused with exit 1 and one line holding every needle.
 fn refused(cmd: &mut Command, needles: &[&str]) -> String {
-    let (code, _, err) = run(cmd);
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.starts_with("error: ") && err.trim_end().lines().count() == 1 && !err.contains("  "),
-        "want one error line: {err:?}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "want {n:?} in {err}");
-    }
+    let result = run(cmd);
+    let err = assert_refused(cmd, result, 1, needles);
+    assert!(!err.contains("  "), "a paragraph, not one line: {err:?}");
     err
 }
 

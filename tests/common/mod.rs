@@ -187,3 +187,31 @@ pub fn predict_answered(cmd: &mut Command, answers: usize, places: &[&str]) -> S
     eprint!("{err}");
     out
 }
+
+/// The failure contract on a finished command's `(exit, stdout, stderr)`: exit `code`, no panic,
+/// stderr exactly one line starting with `error: ` and holding every needle. Returns stderr,
+/// which `--nocapture` shows (the README's "What happens when..." tables quote these lines).
+pub fn assert_refused(
+    cmd: &Command,
+    (got, _, err): (i32, String, String),
+    code: i32,
+    needles: &[&str],
+) -> String {
+    assert!(
+        !err.contains("panicked") && got != 101,
+        "{cmd:?} panicked: {err}"
+    );
+    assert_eq!(got, code, "{cmd:?}: want exit {code}, got {got}: {err}");
+    assert!(
+        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
+        "{cmd:?}: want one error line, got {err:?}"
+    );
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "{cmd:?}: error should contain {n:?}: {err}"
+        );
+    }
+    eprintln!("[exit {got}] {}", err.trim_end());
+    err
+}
