@@ -19,12 +19,10 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    /// Loads and checks a model file and packs its weights for `threads` threads.
+    /// Loads a model file (the reader checks every setting) and packs its weights for `threads`
+    /// threads.
     pub fn load(path: &Path, threads: usize) -> Result<Classifier> {
         let file = crate::model_file::load(path)?;
-        file.preprocessing
-            .validate()
-            .with_context(|| path.display().to_string())?;
         let params = Params::from_named(&file.config, &file.tensors)
             .with_context(|| path.display().to_string())?;
         Classifier::new(file, params, threads).with_context(|| path.display().to_string())
