@@ -5,15 +5,16 @@
 
 use crate::data::Vocabulary;
 use crate::model_file::ModelFile;
-use crate::nn::{Network, Params};
+use crate::nn::Network;
 use anyhow::{Context, Result};
 use std::path::Path;
 
 /// A trained model ready to answer.
 pub struct Classifier {
-    /// The model file it came from (configuration, preprocessing, training facts).
+    /// The model file it came from (layers, labels, preprocessing, training facts).
     pub file: ModelFile,
-    pub params: Params,
+    /// The weights, in the layers' flat layout ([`crate::nn::arch::Arch::layout`]).
+    pub params: Vec<f32>,
     vocab: Vocabulary,
     net: Network,
 }
@@ -23,15 +24,17 @@ impl Classifier {
     /// threads.
     pub fn load(path: &Path, threads: usize) -> Result<Classifier> {
         let file = crate::model_file::load(path)?;
-        let params = Params::from_named(&file.config, &file.tensors)
+        let params = file
+            .arch
+            .from_named(&file.tensors)
             .with_context(|| path.display().to_string())?;
         Classifier::new(file, params, threads).with_context(|| path.display().to_string())
     }
 
     /// A classifier from a model description and its weights (`file.tensors` is not read).
-    pub fn new(file: ModelFile, params: Params, threads: usize) -> Result<Classifier> {
-        let mut net = Network::new(&file.config.arch(), threads)?;
-        net.refresh(&params.data);
+    pub fn new(file: ModelFile, params: Vec<f32>, threads: usize) -> Result<Classifier> {
+        let mut net = Network::new(&file.arch, threads)?;
+        net.refresh(&params);
         Ok(Classifier {
             vocab: Vocabulary::from_words(file.vocabulary.clone()),
             file,
@@ -52,16 +55,47 @@ impl Classifier {
 
     /// Logits for `[N, maxlen]` ids, on all the engine's threads.
     pub fn logits(&mut self, ids: &[u32]) -> Vec<f32> {
-        let mut logits = vec![0.0; ids.len() / self.file.preprocessing.maxlen.max(1)];
-        self.net.predict_logits(&self.params.data, ids, &mut logits);
+        let rows = ids.len() / self.file.preprocessing.maxlen.max(1);
+        let mut logits = vec![0.0; rows * self.net.classes()];
+        self.net.predict_logits(&self.params, ids, &mut logits);
         logits
     }
 
-    /// Probability of the positive class for each raw text.
+    /// Probability of the positive class (`labels()[1]`) for each raw text, for a model with
+    /// one sigmoid output.
     pub fn probabilities(&mut self, texts: &[impl AsRef<str>]) -> Vec<f32> {
         let ids = self.encode(texts);
         self.logits(&ids).into_iter().map(sigmoid).collect()
     }
+
+    /// The class names, in output order.
+    pub fn labels(&self) -> &[String] {
+        &self.file.labels
+    }
+
+    /// Every label's probability for each row of `[N, maxlen]` ids, in [`Classifier::labels`]
+    /// order: `[1 - p, p]` for a sigmoid output, the softmax otherwise.
+    pub fn label_probabilities(&mut self, ids: &[u32]) -> Vec<Vec<f32>> {
+        let k = self.net.classes();
+        self.logits(ids)
+            .chunks(k.max(1))
+            .map(|z| match z {
+                [z] => {
+                    let p = sigmoid(*z);
+                    vec![1.0 - p, p]
+                }
+                z => softmax(z),
+            })
+            .collect()
+    }
+}
+
+/// exp(z - max) / sum, in f64.
+fn softmax(z: &[f32]) -> Vec<f32> {
+    let max = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    let e: Vec<f64> = z.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let sum: f64 = e.iter().sum();
+    e.iter().map(|v| (v / sum) as f32).collect()
 }
 
 /// The logistic function, in f64 so that large logits saturate cleanly.

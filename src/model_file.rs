@@ -4,9 +4,14 @@
 //!
 //! Layout (the safetensors format, <https://github.com/huggingface/safetensors>): 8 bytes of
 //! little-endian u64 header length N, N bytes of JSON header, then the raw tensor data. Tensors are
-//! f32 little-endian, row-major, named and shaped as [`ModelConfig::tensor_shapes`] (Keras's layer
-//! weights, gate order i, f, c, o). The header's `__metadata__` holds string values: `format`,
-//! `format_version`, `config`, `preprocessing`, `vocabulary` and, when known, `training`.
+//! f32 little-endian, row-major, named and shaped as the model's [`Arch::tensors`] (Keras's layer
+//! weights and names: `lstm/kernel`, `bidirectional/forward_lstm/kernel`, ...). The header's
+//! `__metadata__` holds string values: `format`, `format_version`, `arch` (the layers, as
+//! Keras's `{"class_name", "config"}` objects, and maxlen), `labels`, `preprocessing`,
+//! `vocabulary` and, when known, `training`.
+//!
+//! Format 1 (the tutorial's model only) stored a `config` ([`ModelConfig`]) instead of `arch`
+//! and `labels`; it still loads, as the layers it describes and the labels neg, pos.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -19,13 +24,19 @@ use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{for_each_token, Preprocessing};
+use crate::nn::arch::Arch;
 use crate::nn::ModelConfig;
 use crate::validate::{self, Section};
 
 /// The value of the `format` metadata key; anything else is not our file.
 pub const FORMAT_NAME: &str = "imdb-lstm";
 /// The newest file layout this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The labels of a model without any (format 1, the IMDB reviews): index 1 is the positive class.
+pub fn imdb_labels() -> Vec<String> {
+    vec!["neg".to_string(), "pos".to_string()]
+}
 
 /// Mirrors the safetensors crate's own limit, so we can tell "not safetensors" from "truncated".
 const MAX_HEADER_LEN: u64 = 100_000_000;
@@ -98,15 +109,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Everything `predict` needs, in one value: what [`save`] writes and [`load`] returns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelFile {
-    /// The model's shape and regularisation.
-    pub config: ModelConfig,
+    /// The model's layers and the sequence length it reads.
+    pub arch: Arch,
+    /// The class names in output order (a sigmoid head's probability is of `labels[1]`).
+    pub labels: Vec<String>,
     /// The text-to-ids settings training used.
     pub preprocessing: Preprocessing,
     /// Kept words in rank order (words[0] = rank 1 = id index_from + 1).
     pub vocabulary: Vec<String>,
     /// Facts about the training run, when the model was trained (absent for e.g. a fresh model).
     pub training: Option<TrainingFacts>,
-    /// (name, shape, values), exactly in [`ModelConfig::tensor_shapes`] order, names and shapes.
+    /// (name, shape, values), exactly in [`Arch::tensors`] order, names and shapes.
     pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
 }
 
@@ -128,32 +141,30 @@ impl ModelFile {
 /// half-written one.
 pub fn save(path: &Path, model: &ModelFile) -> Result<()> {
     let shown = path.display();
-    validate::model_and_preprocessing(&model.config, &model.preprocessing)
+    validate::arch_and_preprocessing(&model.arch, &model.preprocessing)
         .map_err(|e| anyhow!("cannot save model to {shown}: {}", e.in_file(section_key)))?;
-    check_vocabulary(&model.config, &model.preprocessing, &model.vocabulary)
+    check_vocabulary(&model.preprocessing, &model.vocabulary)
+        .with_context(|| format!("cannot save model to {shown}"))?;
+    check_labels(&model.arch, &model.labels)
         .with_context(|| format!("cannot save model to {shown}"))?;
     if let Some(t) = &model.training {
         check_training(t).with_context(|| format!("cannot save model to {shown}"))?;
     }
-    let expected = model.config.tensor_shapes();
+    let expected = model.arch.tensors()?;
     if model.tensors.len() != expected.len() {
         bail!(
-            "cannot save model to {shown}: it has {} tensors, the config needs {} ({})",
+            "cannot save model to {shown}: it has {} tensors, the model's layers need {} ({})",
             model.tensors.len(),
             expected.len(),
-            expected
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
+            names(&expected)
         );
     }
-    for ((name, shape, values), (want_name, want_shape)) in model.tensors.iter().zip(&expected) {
-        if name != want_name {
-            bail!("cannot save model to {shown}: tensor \"{name}\" is where \"{want_name}\" belongs (tensors must follow ModelConfig::tensor_shapes order)");
+    for ((name, shape, values), want) in model.tensors.iter().zip(&expected) {
+        if *name != want.name {
+            bail!("cannot save model to {shown}: tensor \"{name}\" is where \"{}\" belongs (tensors must follow the layers' order)", want.name);
         }
-        if shape != want_shape {
-            bail!("cannot save model to {shown}: tensor \"{name}\" has shape {shape:?}, the config needs {want_shape:?}");
+        if *shape != want.shape {
+            bail!("cannot save model to {shown}: tensor \"{name}\" has shape {shape:?}, the model's layers need {:?}", want.shape);
         }
         let n: usize = shape.iter().product();
         if values.len() != n {
@@ -174,7 +185,8 @@ fn encode(model: &ModelFile) -> Result<Vec<u8>> {
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT_NAME.to_string());
     meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
-    meta.insert("config".to_string(), serde_json::to_string(&model.config)?);
+    meta.insert("arch".to_string(), serde_json::to_string(&model.arch)?);
+    meta.insert("labels".to_string(), serde_json::to_string(&model.labels)?);
     meta.insert(
         "preprocessing".to_string(),
         serde_json::to_string(&model.preprocessing)?,
@@ -349,46 +361,51 @@ pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
         bail!("format version 0 does not exist (this imdb-lstm reads version {FORMAT_VERSION}); this file is damaged");
     }
 
-    let config: ModelConfig = parse_json(meta, "config")?;
     let preprocessing: Preprocessing = parse_json(meta, "preprocessing")?;
-    validate::model_and_preprocessing(&config, &preprocessing)
-        .map_err(|e| anyhow!("{}", e.in_file(section_key)))?;
+    let (arch, labels) = if version == 1 {
+        let config: ModelConfig = parse_json(meta, "config")?;
+        validate::model_and_preprocessing(&config, &preprocessing)
+            .map_err(|e| anyhow!("{}", e.in_file(section_key_v1)))?;
+        (config.arch(), imdb_labels())
+    } else {
+        let arch: Arch = parse_json(meta, "arch")?;
+        validate::arch_and_preprocessing(&arch, &preprocessing)
+            .map_err(|e| anyhow!("{}", e.in_file(section_key)))?;
+        let labels: Vec<String> = parse_json(meta, "labels")?;
+        check_labels(&arch, &labels)?;
+        (arch, labels)
+    };
     let vocabulary: Vec<String> = parse_json(meta, "vocabulary")?;
-    check_vocabulary(&config, &preprocessing, &vocabulary)?;
+    check_vocabulary(&preprocessing, &vocabulary)?;
     let training: Option<TrainingFacts> = match meta.get("training") {
         Some(_) => Some(parse_json(meta, "training")?),
         None => None,
     };
 
-    let expected = config.tensor_shapes();
-    let wanted: HashSet<&str> = expected.iter().map(|(n, _)| *n).collect();
-    let mut names: Vec<String> = header.tensors().into_keys().collect();
-    names.sort();
-    if let Some(extra) = names.iter().find(|n| !wanted.contains(n.as_str())) {
+    let expected = arch.tensors()?;
+    let wanted: HashSet<&str> = expected.iter().map(|t| t.name.as_str()).collect();
+    let mut stored: Vec<String> = header.tensors().into_keys().collect();
+    stored.sort();
+    if let Some(extra) = stored.iter().find(|n| !wanted.contains(n.as_str())) {
         bail!(
-            "unexpected tensor \"{extra}\" (an imdb-lstm model has only {})",
-            expected
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "unexpected tensor \"{extra}\" (this model's layers have only {})",
+            names(&expected)
         );
     }
     let mut tensors = Vec::with_capacity(expected.len());
-    for (name, shape) in expected {
+    for spec in expected {
+        let (name, shape) = (spec.name.as_str(), spec.shape);
         let info = header.info(name).ok_or_else(|| {
-            anyhow!("tensor \"{name}\" is missing (expected shape {shape:?} for this config)")
+            anyhow!("tensor \"{name}\" is missing (expected shape {shape:?} for the model's layers)")
         })?;
         if info.dtype != Dtype::F32 {
             bail!("tensor \"{name}\" has dtype {:?}, expected F32", info.dtype);
         }
         if info.shape != shape {
             bail!(
-                "tensor \"{name}\" has shape {:?}, expected {shape:?} for the config (num_words {}, embed_dim {}, units {})",
+                "tensor \"{name}\" has shape {:?}, expected {shape:?} for the model's layers ({})",
                 info.shape,
-                config.num_words,
-                config.embed_dim,
-                config.units
+                summary_of(&arch)
             );
         }
         let (start, end) = info.data_offsets;
@@ -405,7 +422,8 @@ pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
     }
 
     Ok(ModelFile {
-        config,
+        arch,
+        labels,
         preprocessing,
         vocabulary,
         training,
@@ -428,17 +446,59 @@ fn incomplete_buffer(bytes: &[u8], header_len: usize) -> anyhow::Error {
 /// The first of the model's tensors that the header of an imdb-lstm model file does not list: a
 /// tensor cut out of the header leaves a gap in the offsets, which the safetensors crate blames
 /// on its neighbour.
-fn missing_tensor(header: &[u8]) -> Option<&'static str> {
+fn missing_tensor(header: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(header).ok()?;
-    if v.get("__metadata__")?.get("format")? != FORMAT_NAME {
+    let meta = v.get("__metadata__")?;
+    if meta.get("format")? != FORMAT_NAME {
         return None;
     }
+    let arch = match meta.get("arch") {
+        Some(a) => serde_json::from_str::<Arch>(a.as_str()?).ok()?,
+        None => ModelConfig::default().arch(),
+    };
     let listed = v.as_object()?;
-    ModelConfig::default()
-        .tensor_shapes()
+    arch.tensors()
+        .ok()?
         .into_iter()
-        .map(|(name, _)| name)
-        .find(|name| !listed.contains_key(*name))
+        .map(|t| t.name)
+        .find(|name| !listed.contains_key(name))
+}
+
+/// `a, b, c`: the tensors' names.
+fn names(tensors: &[crate::nn::arch::TensorSpec]) -> String {
+    tensors
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The layers in one line, Keras's class names with their main size: `Embedding(5000, 128),
+/// LSTM(128), Dense(1)`.
+fn summary_of(arch: &Arch) -> String {
+    use crate::nn::arch::LayerSpec as L;
+    let one = |l: &L| match l {
+        L::Embedding {
+            input_dim,
+            output_dim,
+        } => format!("Embedding({input_dim}, {output_dim})"),
+        L::LSTM(r) | L::GRU(r) => format!("{}({})", l.class_name(), r.units),
+        L::Dense { units, .. } => format!("Dense({units})"),
+        L::Conv1D {
+            filters,
+            kernel_size,
+            ..
+        } => format!("Conv1D({filters}, {kernel_size})"),
+        other => other.class_name().to_string(),
+    };
+    arch.layers
+        .iter()
+        .map(|l| match l {
+            L::Bidirectional { layer, .. } => format!("Bidirectional({})", one(layer)),
+            l => one(l),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A readable sentence for each safetensors error.
@@ -485,15 +545,24 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     let text = meta
         .get(key)
         .ok_or_else(|| anyhow!("the metadata has no \"{key}\" entry; this file is damaged"))?;
-    serde_json::from_str(text).map_err(|e| {
-        anyhow!(
-            "the \"{key}\" metadata is not valid JSON for this version ({e}); this file is damaged"
-        )
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        anyhow!("the \"{key}\" metadata is not valid JSON ({e}); this file is damaged")
+    })?;
+    T::deserialize(value).map_err(|e| {
+        anyhow!("the \"{key}\" metadata is not valid for this version ({e}); this file is damaged")
     })
 }
 
-/// Where each section of the settings is stored in a model file: `config maxlen`.
+/// Where each section of the settings is stored in a model file: `arch maxlen`.
 fn section_key(s: Section) -> &'static str {
+    match s {
+        Section::Model => "arch ",
+        other => section_key_v1(other),
+    }
+}
+
+/// The same for a format-1 file: `config maxlen`.
+fn section_key_v1(s: Section) -> &'static str {
     match s {
         Section::Model => "config ",
         Section::Preprocessing => "preprocessing ",
@@ -504,13 +573,13 @@ fn section_key(s: Section) -> &'static str {
 
 /// The vocabulary must fit the ids below num_words, be unambiguous, and hold only words the
 /// tokeniser can produce (lowercase, no space or punctuation): any other entry never matches.
-fn check_vocabulary(c: &ModelConfig, p: &Preprocessing, vocab: &[String]) -> Result<()> {
-    let max = c.num_words.saturating_sub(p.index_from as usize + 1);
+fn check_vocabulary(p: &Preprocessing, vocab: &[String]) -> Result<()> {
+    let max = p.num_words.saturating_sub(p.index_from as usize + 1);
     if vocab.len() > max {
         bail!(
             "the vocabulary has {} words but num_words {} with index_from {} allows at most {max}",
             vocab.len(),
-            c.num_words,
+            p.num_words,
             p.index_from
         );
     }
@@ -534,6 +603,29 @@ fn check_vocabulary(c: &ModelConfig, p: &Preprocessing, vocab: &[String]) -> Res
                 "the vocabulary lists the word {w:?} twice (again at rank {})",
                 i + 1
             );
+        }
+    }
+    Ok(())
+}
+
+/// One distinct, non-empty name per class the model's output distinguishes: 2 for a sigmoid
+/// head (negative first), K for a K-way softmax.
+fn check_labels(arch: &Arch, labels: &[String]) -> Result<()> {
+    let want = match arch.head()? {
+        crate::nn::arch::Head::Sigmoid => 2,
+        crate::nn::arch::Head::Softmax(k) => k,
+    };
+    if labels.len() != want {
+        bail!(
+            "the model has {} labels but its output layer distinguishes {want} classes; the file \
+             is damaged",
+            labels.len()
+        );
+    }
+    let mut seen = HashSet::new();
+    for l in labels {
+        if l.is_empty() || l.len() > 1000 || !seen.insert(l.as_str()) {
+            bail!("the label {l:?} is empty, too long or repeated; the file is damaged");
         }
     }
     Ok(())

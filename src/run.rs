@@ -6,7 +6,7 @@
 
 use crate::data::{self, Dataset, Encoded};
 use crate::model_file::{self, ModelFile, TrainingFacts};
-use crate::nn::{Network, Params};
+use crate::nn::Network;
 use crate::report;
 use crate::train::checkpoint::{self, Checkpoint, RunSpec};
 use crate::train::history::History;
@@ -398,7 +398,7 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
         data: source,
     };
     let ck = Checkpoint {
-        state: TrainState::new(&plan.model.arch(), &plan.train)?,
+        state: TrainState::new(&plan.arch, &plan.train)?,
         early: plan.early_stopping.clone().map(EarlyStopper::new),
         spec,
         data_fingerprint: fp,
@@ -410,7 +410,7 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
     say!(
         out.quiet,
         "{}",
-        report::summary::summary(&plan.model.arch(), &plan.pre, Some(prepared.ds.vocab.len()))?
+        report::summary::summary(&plan.arch, &plan.pre, Some(prepared.ds.vocab.len()))?
     );
     fit_and_finish(ck, &plan, &prepared, dir, &out, started)
 }
@@ -556,7 +556,7 @@ fn fit_and_finish(
     }
     let stop = install_stop_signals()?;
     let ck_path = checkpoint::path_in(dir);
-    let mut net = Network::new(&plan.model.arch(), plan.train.threads)?;
+    let mut net = Network::new(&plan.arch, plan.train.threads)?;
     let mut progress = Progress::new(out.log_format, out.silent);
     progress.set_epochs(plan.train.epochs);
     while ck.state.epochs_done() < plan.train.epochs
@@ -660,14 +660,14 @@ fn fit_and_finish(
             &ck.state.history,
             best_epoch,
             facts_epoch,
-        ),
+        )?,
     )?;
     report::write_history(dir, &ck.state.history)?;
     // Pictures come last: a failure to draw never loses the model or the history.
     if let Err(e) = report::plot_history(dir, &ck.state.history) {
         eprintln!("warning: could not draw the history plot: {e:#}");
     }
-    if let Err(e) = report::write_model_graph(dir, &plan.model.arch()) {
+    if let Err(e) = report::write_model_graph(dir, &plan.arch) {
         eprintln!("warning: could not draw the model graph: {e:#}");
     }
     ck.finished = true;
@@ -705,13 +705,14 @@ pub fn model_file_of(
     history: &History,
     best_epoch: Option<usize>,
     facts_epoch: Option<usize>,
-) -> ModelFile {
+) -> Result<ModelFile> {
     let last = history.epochs.last();
     let facts = facts_epoch
         .and_then(|e| history.epochs.get(e.wrapping_sub(1)))
         .or(last);
-    ModelFile {
-        config: plan.model.clone(),
+    Ok(ModelFile {
+        arch: plan.arch.clone(),
+        labels: crate::model_file::imdb_labels(),
         preprocessing: plan.pre.clone(),
         vocabulary: ds.vocab.words().to_vec(),
         training: facts.map(|r| TrainingFacts {
@@ -725,6 +726,6 @@ pub fn model_file_of(
             date: TrainingFacts::now_date(),
             program_version: env!("CARGO_PKG_VERSION").to_string(),
         }),
-        tensors: Params::of(&plan.model, params.to_vec()).named(),
-    }
+        tensors: plan.arch.named(params)?,
+    })
 }

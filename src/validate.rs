@@ -3,6 +3,7 @@
 //! caller names the culprit its own way: a flag (`--maxlen`), or a file's key (`config maxlen`).
 
 use crate::data::{Preprocessing, TOKENIZER_NAME, TOKENIZER_VERSION};
+use crate::nn::arch::Arch;
 use crate::nn::ModelConfig;
 use crate::train::TrainConfig;
 
@@ -26,7 +27,7 @@ pub const MAX_THREADS: usize = 256;
 /// Where a setting lives: the structs a run is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
-    /// [`ModelConfig`].
+    /// The model: its layers ([`Arch`]), or the format-1 [`ModelConfig`].
     Model,
     /// [`Preprocessing`].
     Preprocessing,
@@ -77,6 +78,8 @@ pub enum Need {
     KnownTokenizer,
     /// Required by the named other setting.
     NeededBy(&'static str),
+    /// The layer stack cannot be built; the message names the layer and what to change.
+    Layers(String),
 }
 
 /// A setting (or settings, when they are too large together) outside what this build honours.
@@ -106,6 +109,9 @@ impl Invalid {
     /// For the command line, naming each setting by its flag: `--maxlen 1000000000 is too
     /// large: use at most 1048576`.
     pub fn for_flags(&self) -> String {
+        if let Need::Layers(msg) = &self.need {
+            return msg.clone();
+        }
         self.say(|s| {
             format!(
                 "--{}",
@@ -156,6 +162,10 @@ impl Invalid {
                 let section = self.settings[0].section;
                 format!("{subject}, but {}{other} needs it", prefix(section))
             }
+            Need::Layers(msg) => {
+                let at = self.settings.first().map_or(String::new(), name);
+                format!("{at}: {msg}")
+            }
         };
         format!("{what}; the file is damaged or was not written by imdb-lstm")
     }
@@ -195,6 +205,10 @@ impl Invalid {
                  use a model made by a matching imdb-lstm version"
             ),
             Need::NeededBy(other) => format!("{subject}: {other} needs it"),
+            Need::Layers(msg) => match self.settings.first() {
+                Some(s) => format!("{}: {msg}", name(s)),
+                None => msg.clone(),
+            },
         }
     }
 }
@@ -236,11 +250,14 @@ fn count(
 /// Shape and dropout: sizes whose tensors and activations fit in memory arithmetic and in memory.
 pub fn model(m: &ModelConfig) -> Result<(), Invalid> {
     use Section::Model as S;
-    // Ids 0-3 are reserved (padding, start, out-of-vocabulary, unused).
-    count(S, "num_words", m.num_words, 4, usize::MAX)?;
-    count(S, "embed_dim", m.embed_dim, 1, usize::MAX)?;
-    count(S, "units", m.units, 1, usize::MAX)?;
-    count(S, "maxlen", m.maxlen, 1, MAX_MAXLEN)?;
+    sizes(&Sizes {
+        num_words: Some(m.num_words),
+        embed_dim: Some(m.embed_dim),
+        units: Some(m.units),
+        maxlen: Some(m.maxlen),
+        dropout: Some(m.dropout),
+        recurrent_dropout: Some(m.recurrent_dropout),
+    })?;
     let too_many = |keys: &[(&'static str, usize)], count: usize, what, max| {
         if count <= max {
             return Ok(());
@@ -272,12 +289,72 @@ pub fn model(m: &ModelConfig) -> Result<(), Invalid> {
         "activations per review",
         MAX_ACTIVATIONS_PER_REVIEW,
     )?;
-    for (key, p) in [
-        ("dropout", m.dropout),
-        ("recurrent_dropout", m.recurrent_dropout),
+    Ok(())
+}
+
+/// The sizes and dropouts that size a model's layers, each when given: `train`'s flags set
+/// them on any stack, and a format-1 [`ModelConfig`] is made of them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sizes {
+    pub num_words: Option<usize>,
+    pub embed_dim: Option<usize>,
+    pub units: Option<usize>,
+    pub maxlen: Option<usize>,
+    pub dropout: Option<f32>,
+    pub recurrent_dropout: Option<f32>,
+}
+
+/// Each given size in range, each dropout a fraction.
+pub fn sizes(s: &Sizes) -> Result<(), Invalid> {
+    use Section::Model as S;
+    // Ids 0-3 are reserved (padding, start, out-of-vocabulary, unused).
+    for (key, v, lo, hi) in [
+        ("num_words", s.num_words, 4, usize::MAX),
+        ("embed_dim", s.embed_dim, 1, usize::MAX),
+        ("units", s.units, 1, usize::MAX),
+        ("maxlen", s.maxlen, 1, MAX_MAXLEN),
     ] {
-        if !(0.0..1.0).contains(&p) {
+        if let Some(v) = v {
+            count(S, key, v, lo, hi)?;
+        }
+    }
+    for (key, p) in [
+        ("dropout", s.dropout),
+        ("recurrent_dropout", s.recurrent_dropout),
+    ] {
+        if let Some(p) = p.filter(|p| !(0.0..1.0).contains(p)) {
             return Err(Invalid::one(S, key, p, Need::Fraction));
+        }
+    }
+    Ok(())
+}
+
+/// A layer stack this build can run: [`Arch::describe`]'s checks (shapes, arguments, sizes
+/// up to [`MAX_PARAMS`] parameters and [`MAX_ACTIVATIONS_PER_REVIEW`]).
+pub fn arch(a: &Arch) -> Result<(), Invalid> {
+    a.describe().map(drop).map_err(|e| Invalid {
+        settings: vec![setting(Section::Model, "layers", "")],
+        need: Need::Layers(format!("{e:#}")),
+    })
+}
+
+/// A model and the preprocessing that feeds it: each valid, every id it can emit indexes the
+/// embedding table, and sequences are as long as the model was built for.
+pub fn arch_and_preprocessing(a: &Arch, p: &Preprocessing) -> Result<(), Invalid> {
+    arch(a)?;
+    preprocessing(p)?;
+    let input_dim = a.embedding().map_or(0, |e| e.0);
+    for (key, pv, mkey, mv) in [
+        ("num_words", p.num_words, "input_dim", input_dim),
+        ("maxlen", p.maxlen, "maxlen", a.maxlen),
+    ] {
+        if pv != mv {
+            return Err(Invalid::one(
+                Section::Preprocessing,
+                key,
+                pv,
+                Need::SameAs(setting(Section::Model, mkey, mv)),
+            ));
         }
     }
     Ok(())
@@ -353,16 +430,16 @@ pub fn model_and_preprocessing(m: &ModelConfig, p: &Preprocessing) -> Result<(),
 }
 
 /// How to fit `m`: epochs, a batch that fits, threads up to [`MAX_THREADS`], Adam's settings.
-pub fn train(t: &TrainConfig, m: &ModelConfig) -> Result<(), Invalid> {
+pub fn train(t: &TrainConfig, maxlen: usize) -> Result<(), Invalid> {
     use Section::Train as S;
     count(S, "epochs", t.epochs, 1, usize::MAX)?;
     count(S, "batch_size", t.batch_size, 1, MAX_BATCH_SIZE)?;
-    let tokens = t.batch_size.saturating_mul(m.maxlen);
+    let tokens = t.batch_size.saturating_mul(maxlen);
     if tokens > MAX_BATCH_TOKENS {
         return Err(Invalid {
             settings: vec![
                 setting(S, "batch_size", t.batch_size),
-                setting(Section::Model, "maxlen", m.maxlen),
+                setting(Section::Model, "maxlen", maxlen),
             ],
             need: Need::TooMany {
                 count: tokens,
@@ -394,11 +471,11 @@ pub fn train(t: &TrainConfig, m: &ModelConfig) -> Result<(), Invalid> {
 /// early stopping needs one, so it never watches the test set), `--limit` and early stopping.
 pub fn run(plan: &crate::train::TrainPlan) -> Result<(), Invalid> {
     use Section::Run as S;
-    let (m, p, t) = (&plan.model, &plan.pre, &plan.train);
+    let (a, p, t) = (&plan.arch, &plan.pre, &plan.train);
     let (validation_split, limit) = (plan.validation_split, plan.limit);
     let early_stopping = plan.early_stopping.as_ref();
-    model_and_preprocessing(m, p)?;
-    train(t, m)?;
+    arch_and_preprocessing(a, p)?;
+    train(t, a.maxlen)?;
     if let Some(f) = validation_split {
         if !(f > 0.0 && f < 1.0) {
             return Err(Invalid::one(S, "validation_split", f, Need::OpenFraction));
@@ -438,7 +515,7 @@ mod tests {
             ..TrainConfig::default()
         };
         let plan = crate::train::TrainPlan {
-            model: m.clone(),
+            arch: m.arch(),
             pre: p.clone(),
             train: t.clone(),
             validation_split: Some(0.2),
@@ -460,7 +537,7 @@ mod tests {
             threads: MAX_THREADS + 1,
             ..t
         };
-        let e = train(&t, &m).unwrap_err();
+        let e = train(&t, m.maxlen).unwrap_err();
         assert_eq!(e.to_string(), "threads 257 is too large: use at most 256");
     }
 

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use imdb_lstm::data::{load_reviews, prepare, Encoded};
 use imdb_lstm::model_file;
-use imdb_lstm::nn::{Network, Params};
+use imdb_lstm::nn::Network;
 use imdb_lstm::report::read_history;
 use imdb_lstm::train::checkpoint;
 use std::path::{Path, PathBuf};
@@ -63,11 +63,11 @@ fn losses_of(model: &Path, archive: &Path, seed: u64) -> (f64, f64) {
     let raw = load_reviews(archive).unwrap();
     let mut ds = prepare(&raw, &m.preprocessing, seed).unwrap();
     let val: Encoded = ds.train.split_off_tail(0.2).unwrap();
-    let params = Params::from_named(&m.config, &m.tensors).unwrap();
-    let mut net = Network::new(&m.config.arch(), 2).unwrap();
-    net.refresh(&params.data);
+    let params = m.arch.from_named(&m.tensors).unwrap();
+    let mut net = Network::new(&m.arch, 2).unwrap();
+    net.refresh(&params);
     let mut loss = |e: &Encoded| {
-        let (s, _) = net.evaluate(&params.data, &e.x, &e.y);
+        let (s, _) = net.evaluate(&params, &e.x, &e.y);
         s.loss_sum / s.count as f64
     };
     (loss(&val), loss(&ds.test))

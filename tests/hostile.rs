@@ -830,12 +830,12 @@ fn model_file_is_a_folder() {
 #[test]
 fn model_file_from_a_newer_format_version() {
     let tmp = tempfile::tempdir().unwrap();
-    let bytes = edit_header(|h| h["__metadata__"]["format_version"] = "2".into());
-    let p = write(tmp.path(), "v2.safetensors", &bytes);
+    let bytes = edit_header(|h| h["__metadata__"]["format_version"] = "3".into());
+    let p = write(tmp.path(), "v3.safetensors", &bytes);
     fails(
         predict_with(&p).arg("good"),
         1,
-        &["v2.safetensors", "format version 2", "upgrade imdb-lstm"],
+        &["v3.safetensors", "format version 3", "upgrade imdb-lstm"],
     );
 }
 
@@ -874,16 +874,16 @@ fn model_file_with_wrong_shapes() {
 fn model_file_config_disagrees_with_tensors() {
     let tmp = tempfile::tempdir().unwrap();
     let bytes = edit_header(|h| {
-        let c = h["__metadata__"]["config"].as_str().unwrap();
+        let c = h["__metadata__"]["arch"].as_str().unwrap();
         let mut c: serde_json::Value = serde_json::from_str(c).unwrap();
-        c["units"] = 13.into();
-        h["__metadata__"]["config"] = c.to_string().into();
+        c["layers"][1]["config"]["units"] = 13.into();
+        h["__metadata__"]["arch"] = c.to_string().into();
     });
     let p = write(tmp.path(), "config.safetensors", &bytes);
     fails(
         predict_with(&p).arg("good"),
         1,
-        &["config.safetensors", "has shape", "units 13"],
+        &["config.safetensors", "has shape", "LSTM(13)"],
     );
 }
 
@@ -907,7 +907,7 @@ fn model_file_with_a_nan_weight() {
 fn model_file_with_a_huge_maxlen() {
     let tmp = tempfile::tempdir().unwrap();
     let bytes = edit_header(|h| {
-        for key in ["config", "preprocessing"] {
+        for key in ["arch", "preprocessing"] {
             let c = h["__metadata__"][key].as_str().unwrap();
             let mut c: serde_json::Value = serde_json::from_str(c).unwrap();
             c["maxlen"] = (1u64 << 28).into();
@@ -920,8 +920,8 @@ fn model_file_with_a_huge_maxlen() {
         1,
         &[
             "long.safetensors",
-            "config maxlen is 268435456",
-            "limit of 1048576",
+            "\"arch\"",
+            "maxlen 268435456 is outside 1..=1048576",
         ],
     );
     let err = imdb_lstm::model_file::load_bytes(&bytes).unwrap_err();

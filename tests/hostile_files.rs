@@ -136,22 +136,22 @@ fn resume_with(at: &[(&str, &str)], value: Value) -> (tempfile::TempDir, Command
 fn checkpoint_with_absurd_sizes() {
     for (pointers, value, needles) in [
         (
-            vec!["/model/units"],
+            vec!["/arch/layers/1/config/units"],
             json!(1u64 << 20),
             vec![
-                "run.model.units 1048576",
-                "parameters, above the limit of 268435456",
+                "run.arch: layer 2 (LSTM): the model has more than 268435456 parameters by \
+                 here: make it smaller",
             ],
         ),
         (
-            vec!["/model/num_words", "/preprocessing/num_words"],
+            vec!["/arch/layers/0/config/input_dim", "/preprocessing/num_words"],
             json!(1u64 << 40),
-            vec!["run.model.num_words 1099511627776", "parameters"],
+            vec!["run.arch: layer 1 (Embedding)", "parameters"],
         ),
         (
-            vec!["/model/maxlen", "/preprocessing/maxlen"],
+            vec!["/arch/maxlen", "/preprocessing/maxlen"],
             json!(1u64 << 31),
-            vec!["run.model.maxlen is 2147483648, above the limit of 1048576"],
+            vec!["run.arch: maxlen 2147483648 is outside 1..=1048576"],
         ),
         (
             vec!["/train/batch_size"],
@@ -192,9 +192,9 @@ fn checkpoint_with_settings_out_of_range() {
     let run = |pointer| vec![("run", pointer)];
     for (at, value, needle) in [
         (
-            run("/model/dropout"),
+            run("/arch/layers/1/config/dropout"),
             json!(5.0),
-            "run.model.dropout is 5, outside [0, 1)",
+            "run.arch: layer 2 (LSTM): dropout",
         ),
         (
             run("/train/adam/learning_rate"),

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use imdb_lstm::data::{Preprocessing, Side};
 use imdb_lstm::model_file::{self, ModelFile, TrainingFacts, FORMAT_NAME, FORMAT_VERSION};
+use imdb_lstm::nn::arch::Arch;
 use imdb_lstm::nn::ModelConfig;
 use imdb_lstm::report::summary::summary;
 use rand::{Rng, SeedableRng};
@@ -25,7 +26,7 @@ fn small_config() -> ModelConfig {
 }
 
 fn small_model(seed: u64) -> ModelFile {
-    let config = small_config();
+    let arch = small_config().arch();
     let preprocessing = Preprocessing {
         num_words: 50,
         maxlen: 10,
@@ -33,10 +34,12 @@ fn small_model(seed: u64) -> ModelFile {
         ..Preprocessing::default()
     };
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
-    let tensors = config
-        .tensor_shapes()
+    let tensors = arch
+        .tensors()
+        .unwrap()
         .into_iter()
-        .map(|(name, shape)| {
+        .map(|t| {
+            let (name, shape) = (t.name, t.shape);
             let n: usize = shape.iter().product();
             // Full-range values, including tiny and huge exponents, to catch any lossy encoding.
             let values = (0..n)
@@ -45,7 +48,7 @@ fn small_model(seed: u64) -> ModelFile {
                     m * 2f32.powi(rng.gen_range(-30..30))
                 })
                 .collect();
-            (name.to_string(), shape, values)
+            (name, shape, values)
         })
         .collect();
     let vocabulary = [
@@ -64,7 +67,8 @@ fn small_model(seed: u64) -> ModelFile {
     .chain((0..30).map(|i| format!("w{i}")))
     .collect();
     ModelFile {
-        config,
+        arch,
+        labels: model_file::imdb_labels(),
         preprocessing,
         vocabulary,
         training: Some(TrainingFacts {
@@ -179,7 +183,8 @@ fn round_trip_is_bit_identical() {
         model_file::save(&p, &m).unwrap();
         let back = model_file::load(&p).unwrap();
         assert_eq!(bits(&back), bits(&m));
-        assert_eq!(back.config, m.config);
+        assert_eq!(back.arch, m.arch);
+        assert_eq!(back.labels, m.labels);
         assert_eq!(back.preprocessing, m.preprocessing);
         assert_eq!(back.vocabulary, m.vocabulary);
         assert_eq!(back.training, m.training);
@@ -207,7 +212,8 @@ fn the_default_config_round_trips_too() {
         })
         .collect();
     let m = ModelFile {
-        config,
+        arch: config.arch(),
+        labels: model_file::imdb_labels(),
         preprocessing: Preprocessing::default(),
         vocabulary: (0..4996).map(|i| format!("word{i}")).collect(),
         training: None,
@@ -260,7 +266,8 @@ fn layout_follows_the_safetensors_spec() {
     }
     assert_eq!(ranges.last().unwrap().1, data.len());
     // Nothing but the six tensors and the metadata.
-    let expected_names: Vec<&str> = m.config.tensor_shapes().iter().map(|(n, _)| *n).collect();
+    let tensors = m.arch.tensors().unwrap();
+    let expected_names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
     for k in obj.keys() {
         assert!(
             k == "__metadata__" || expected_names.contains(&k.as_str()),
@@ -273,7 +280,8 @@ fn layout_follows_the_safetensors_spec() {
     for k in [
         "format",
         "format_version",
-        "config",
+        "arch",
+        "labels",
         "preprocessing",
         "vocabulary",
         "training",
@@ -285,8 +293,14 @@ fn layout_follows_the_safetensors_spec() {
     }
     assert_eq!(meta["format"], FORMAT_NAME);
     assert_eq!(meta["format_version"], FORMAT_VERSION.to_string());
-    let cfg: ModelConfig = serde_json::from_str(meta["config"].as_str().unwrap()).unwrap();
-    assert_eq!(cfg, m.config);
+    let arch: Arch = serde_json::from_str(meta["arch"].as_str().unwrap()).unwrap();
+    assert_eq!(arch, m.arch);
+    // Keras's vocabulary: {"class_name": "LSTM", "config": {"units": 3, ...}}.
+    let layers: Value = serde_json::from_str(meta["arch"].as_str().unwrap()).unwrap();
+    assert_eq!(layers["layers"][1]["class_name"], "LSTM");
+    assert_eq!(layers["layers"][1]["config"]["units"], 3);
+    let labels: Vec<String> = serde_json::from_str(meta["labels"].as_str().unwrap()).unwrap();
+    assert_eq!(labels, ["neg", "pos"]);
     let pre: Preprocessing = serde_json::from_str(meta["preprocessing"].as_str().unwrap()).unwrap();
     assert_eq!(pre, m.preprocessing);
     let vocab: Vec<String> = serde_json::from_str(meta["vocabulary"].as_str().unwrap()).unwrap();
@@ -417,11 +431,11 @@ fn wrong_shape_names_tensor_and_both_shapes() {
         "{msg}"
     );
 
-    // A config that disagrees with the stored tensors (units 5 instead of 3).
+    // Layers that disagree with the stored tensors (units 5 instead of 3).
     let (mut meta, tensors) = parts(&m);
     let mut cfg = small_config();
     cfg.units = 5;
-    meta.insert("config".into(), serde_json::to_string(&cfg).unwrap());
+    meta.insert("arch".into(), serde_json::to_string(&cfg.arch()).unwrap());
     let msg = load_err(dir.path(), "config", &build(&meta, &tensors));
     assert!(
         msg.contains("lstm/kernel") && msg.contains("[4, 20]"),
@@ -453,11 +467,11 @@ fn newer_or_missing_format_version() {
     let m = small_model(12);
     let dir = tempfile::tempdir().unwrap();
     let (mut meta, tensors) = parts(&m);
-    meta.insert("format_version".into(), "2".into());
-    let msg = load_err(dir.path(), "v2", &build(&meta, &tensors));
+    meta.insert("format_version".into(), "3".into());
+    let msg = load_err(dir.path(), "v3", &build(&meta, &tensors));
     assert!(
-        msg.contains("format version 2")
-            && msg.contains("reads version 1")
+        msg.contains("format version 3")
+            && msg.contains("reads version 2")
             && msg.contains("upgrade"),
         "{msg}"
     );
@@ -506,28 +520,56 @@ fn other_format_or_no_metadata() {
 fn bad_metadata_json() {
     let m = small_model(14);
     let dir = tempfile::tempdir().unwrap();
-    for key in ["config", "preprocessing", "vocabulary", "training"] {
+    for key in ["arch", "labels", "preprocessing", "vocabulary", "training"] {
         let (mut meta, tensors) = parts(&m);
         meta.insert(key.into(), "{not json".into());
         let msg = load_err(dir.path(), key, &build(&meta, &tensors));
         assert!(msg.contains(key) && msg.contains("JSON"), "{key}: {msg}");
     }
-    for key in ["config", "preprocessing", "vocabulary"] {
+    for key in ["arch", "labels", "preprocessing", "vocabulary"] {
         let (mut meta, tensors) = parts(&m);
         meta.remove(key);
         let msg = load_err(dir.path(), key, &build(&meta, &tensors));
         assert!(msg.contains(key), "{key}: {msg}");
     }
-    // A config with absurd sizes must not overflow or allocate, just fail.
+    // Layers with absurd sizes must not overflow or allocate, just fail.
     let (mut meta, tensors) = parts(&m);
-    meta.insert(
-        "config".into(),
-        json!({"num_words": usize::MAX, "embed_dim": usize::MAX, "units": usize::MAX,
-               "maxlen": 10, "dropout": 0.2, "recurrent_dropout": 0.2})
-        .to_string(),
-    );
+    let absurd = ModelConfig {
+        num_words: usize::MAX,
+        embed_dim: usize::MAX,
+        units: usize::MAX,
+        ..small_config()
+    };
+    meta.insert("arch".into(), serde_json::to_string(&absurd.arch()).unwrap());
     let msg = load_err(dir.path(), "absurd", &build(&meta, &tensors));
-    assert!(msg.contains("num_words"), "{msg}");
+    assert!(msg.contains("arch") && msg.contains("parameters"), "{msg}");
+    // Labels that do not fit the output layer.
+    let (mut meta, tensors) = parts(&m);
+    meta.insert("labels".into(), json!(["a", "b", "c"]).to_string());
+    let msg = load_err(dir.path(), "labels", &build(&meta, &tensors));
+    assert!(msg.contains("3 labels") && msg.contains("2 classes"), "{msg}");
+}
+
+/// A format-1 file (a `config` instead of `arch` and `labels`) loads as the tutorial's layers
+/// with the labels neg, pos; its settings are checked under their format-1 names.
+#[test]
+fn format_1_files_load_as_the_tutorial_stack() {
+    let m = small_model(18);
+    let (mut meta, tensors) = parts(&m);
+    meta.insert("format_version".into(), "1".into());
+    meta.remove("arch");
+    meta.remove("labels");
+    meta.insert("config".into(), serde_json::to_string(&small_config()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v1.safetensors");
+    std::fs::write(&p, build(&meta, &tensors)).unwrap();
+    assert_eq!(model_file::load(&p).unwrap(), m);
+
+    let mut bad = small_config();
+    bad.dropout = 3.0;
+    meta.insert("config".into(), serde_json::to_string(&bad).unwrap());
+    let msg = load_err(dir.path(), "v1bad", &build(&meta, &tensors));
+    assert!(msg.contains("config dropout is 3, outside [0, 1)"), "{msg}");
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 use imdb_lstm::data::{self, Preprocessing};
 use imdb_lstm::infer::Classifier;
 use imdb_lstm::model_file::{self, ModelFile};
-use imdb_lstm::nn::{ModelConfig, Network, Params};
+use imdb_lstm::nn::{ModelConfig, Network};
 use imdb_lstm::train::{run_epoch, Silent, Split, TrainConfig, TrainState};
 
 #[test]
@@ -46,11 +46,12 @@ fn saved_model_predicts_bit_identically() {
     .unwrap();
 
     let file = ModelFile {
-        config: model.clone(),
+        arch: model.arch(),
+        labels: model_file::imdb_labels(),
         preprocessing: pre.clone(),
         vocabulary: ds.vocab.words().to_vec(),
         training: None,
-        tensors: Params::of(&model, state.params.clone()).named(),
+        tensors: model.arch().named(&state.params).unwrap(),
     };
     let texts: Vec<String> = vec![
         "A superb film, I loved it.".into(),
@@ -58,15 +59,15 @@ fn saved_model_predicts_bit_identically() {
         "Ünïcödé <br />words and 123 numbers".into(),
         "x".repeat(5000),
     ];
-    let before = Classifier::new(file.clone(), Params::of(&model, state.params.clone()), 2)
+    let before = Classifier::new(file.clone(), state.params.clone(), 2)
         .unwrap()
         .probabilities(&texts);
 
     let path = tmp.path().join("model.safetensors");
     model_file::save(&path, &file).unwrap();
     let loaded = model_file::load(&path).unwrap();
-    let params = Params::from_named(&loaded.config, &loaded.tensors).unwrap();
-    assert_eq!(params.data, state.params);
+    let params = loaded.arch.from_named(&loaded.tensors).unwrap();
+    assert_eq!(params, state.params);
     let after = Classifier::load(&path, 2).unwrap().probabilities(&texts);
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&before), bits(&after));

@@ -3,8 +3,8 @@
 //! the measured peak of this CPU, inference reviews/s, and peak memory.
 
 use super::{DataArgs, TrainArgs};
-use crate::nn::arch::{preset, Arch};
-use crate::nn::{ModelConfig, Network, Params};
+use crate::nn::arch::Arch;
+use crate::nn::Network;
 use crate::train::{run_epoch, Silent, Split, TrainState};
 use anyhow::{ensure, Result};
 use clap::Args;
@@ -59,11 +59,6 @@ pub fn inference_flops(arch: &Arch) -> Result<f64> {
         _ => 0.0,
     };
     Ok(arch.forward_flops()? - table)
-}
-
-/// The tutorial's forward FLOPs for a config (the scaling table varies it).
-fn forward_flops(m: &ModelConfig) -> Result<f64> {
-    m.arch().forward_flops()
 }
 
 /// The CPU's fp32 peak on `threads` threads, measured with a register-only FMA loop of the
@@ -208,16 +203,13 @@ fn inference_rate(
 pub fn run(args: &BenchArgs) -> Result<()> {
     // Every flag and the data path are checked before the seconds of measuring start.
     let mut targs = default_train_args(&args.data);
-    targs.epochs = args.epochs;
+    targs.epochs = Some(args.epochs);
     targs.limit = args.limit;
     targs.threads = args.threads;
     targs.dropout_masks = args.dropout_masks;
-    let preset = preset(&args.arch)?;
-    targs.num_words = preset.num_words;
-    targs.maxlen = preset.arch.maxlen;
-    targs.batch_size = preset.batch_size;
+    targs.arch = args.arch.clone();
     let plan = targs.plan()?;
-    let arch = &preset.arch;
+    let arch = &plan.arch;
     ensure!(
         args.scaling_reviews >= 1,
         "--scaling-reviews 0: use at least 1 review (default 4000)"
@@ -266,7 +258,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ds.test.len()
     );
 
-    let m = &plan.model;
     let (train_flops, fwd) = (arch.train_flops()?, arch.forward_flops()?);
     let inf_flops = inference_flops(arch)?;
     let mut state = TrainState::new(arch, &plan.train)?;
@@ -350,14 +341,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             .map(|r| r.text.clone())
             .collect();
         let file = crate::model_file::ModelFile {
-            config: m.clone(),
+            arch: arch.clone(),
+            labels: crate::model_file::imdb_labels(),
             preprocessing: plan.pre.clone(),
             vocabulary: ds.vocab.words().to_vec(),
             training: None,
             tensors: vec![],
         };
-        let params = Params::of(m, state.params.clone());
-        let mut model = crate::infer::Classifier::new(file, params, threads)?;
+        let mut model = crate::infer::Classifier::new(file, state.params.clone(), threads)?;
         model.probabilities(&texts[..1]); // builds the inference table, as the engine above had
         let t = Instant::now();
         for chunk in texts.chunks(1024) {
@@ -405,16 +396,16 @@ fn scaling_table(
     }
     for (maxlen, units, batch) in cases {
         let mut p = plan.clone();
-        p.model.maxlen = maxlen;
+        p.arch.maxlen = maxlen;
         p.pre.maxlen = maxlen;
-        p.model.units = units;
+        p.arch.recurrent_mut().for_each(|r| r.units = units);
         p.train.batch_size = batch;
         let mut ds = crate::data::prepare(raw, &p.pre, p.train.seed)?;
         ds.train = ds
             .train
             .subset(&(0..args.scaling_reviews.min(ds.train.len())).collect::<Vec<_>>());
-        let mut state = TrainState::new(&p.model.arch(), &p.train)?;
-        let mut net = Network::new(&p.model.arch(), threads)?;
+        let mut state = TrainState::new(&p.arch, &p.train)?;
+        let mut net = Network::new(&p.arch, threads)?;
         let t = Instant::now();
         run_epoch(
             &mut state,
@@ -428,7 +419,7 @@ fn scaling_table(
             &mut Silent,
         )?;
         let s = t.elapsed().as_secs_f64() * 25_000.0 / ds.train.len() as f64;
-        let tflop = 3.0 * forward_flops(&p.model)? * 25_000.0 / 1e12;
+        let tflop = p.arch.train_flops()? * 25_000.0 / 1e12;
         let gf = tflop * 1e3 / s;
         println!(
             "{maxlen:>7} {units:>6} {batch:>6} {tflop:>12.3} {s:>10.1} {gf:>9.1} {:>5.0}%",

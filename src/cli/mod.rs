@@ -7,10 +7,11 @@ pub mod predict;
 pub mod train;
 
 use crate::data::{Preprocessing, Side};
-use crate::nn::ModelConfig;
+use crate::nn::arch::{preset, read_arch_file, Arch, Head, Preset};
 use crate::train::progress::LogFormat;
 use crate::train::{EarlyStopping, MaskMode, TrainConfig};
-use anyhow::{bail, Result};
+use crate::validate::Sizes;
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -24,7 +25,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train the tutorial's model (Embedding -> LSTM -> Dense) on the IMDB reviews.
+    /// Train a model (the tutorial's Embedding -> LSTM -> Dense by default; see --arch) on the
+    /// IMDB reviews.
     Train(TrainArgs),
     /// Classify reviews with a trained model file.
     Predict(predict::PredictArgs),
@@ -79,36 +81,49 @@ pub struct TrainArgs {
     /// Start a new run in an --out folder that already holds a run's files, replacing them.
     #[arg(long)]
     pub overwrite: bool,
-    /// Passes over the training data.
-    #[arg(long, default_value_t = 2, allow_negative_numbers = true)]
-    pub epochs: usize,
-    /// Sequences per gradient step.
-    #[arg(long, default_value_t = 32, allow_negative_numbers = true)]
-    pub batch_size: usize,
-    /// Vocabulary size: ids >= N become the out-of-vocabulary id 2 (Keras num_words).
-    #[arg(long, default_value_t = 5000, allow_negative_numbers = true)]
-    pub num_words: usize,
-    /// Tokens kept per review (Keras pad_sequences maxlen).
-    #[arg(long, default_value_t = 80, allow_negative_numbers = true)]
-    pub maxlen: usize,
+    /// The model: lstm (the tutorial), gru, bilstm, stacked-lstm, cnn, cnn-lstm or fasttext
+    /// (Keras's IMDB examples, each with its own defaults for the flags below; see the README's
+    /// Models section).
+    #[arg(long, value_name = "NAME", default_value = "lstm")]
+    pub arch: String,
+    /// The model from a file instead of a preset: a JSON list of Keras layers
+    /// ([{"class_name": "Embedding", "config": {...}}, ...]) or the file Keras's
+    /// model.to_json() writes for a Sequential model. The flags below still override its sizes.
+    #[arg(long, value_name = "FILE", conflicts_with = "arch")]
+    pub arch_file: Option<PathBuf>,
+    /// Passes over the training data [default: the model's, 2 for lstm].
+    #[arg(long, allow_negative_numbers = true)]
+    pub epochs: Option<usize>,
+    /// Sequences per gradient step [default: the model's, 32 for lstm].
+    #[arg(long, allow_negative_numbers = true)]
+    pub batch_size: Option<usize>,
+    /// Vocabulary size: ids >= N become the out-of-vocabulary id 2 (Keras num_words) [default:
+    /// the model's, 5000 for lstm].
+    #[arg(long, allow_negative_numbers = true)]
+    pub num_words: Option<usize>,
+    /// Tokens kept per review (Keras pad_sequences maxlen) [default: the model's, 80 for lstm].
+    #[arg(long, allow_negative_numbers = true)]
+    pub maxlen: Option<usize>,
     /// Where zeros go in short reviews.
     #[arg(long, value_enum, default_value = "pre")]
     pub padding: Side,
     /// Which end of a long review is cut.
     #[arg(long, value_enum, default_value = "pre")]
     pub truncating: Side,
-    /// Embedding width.
-    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
-    pub embed_dim: usize,
-    /// LSTM units.
-    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
-    pub units: usize,
-    /// Fraction of the LSTM's inputs dropped in training (Keras dropout), in [0, 1).
-    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
-    pub dropout: f32,
-    /// Fraction of the LSTM's recurrent state dropped in training (Keras recurrent_dropout), in [0, 1).
-    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
-    pub recurrent_dropout: f32,
+    /// Embedding width [default: the model's, 128 for lstm].
+    #[arg(long, allow_negative_numbers = true)]
+    pub embed_dim: Option<usize>,
+    /// Units of every LSTM and GRU layer [default: the model's, 128 for lstm].
+    #[arg(long, allow_negative_numbers = true)]
+    pub units: Option<usize>,
+    /// Fraction of every LSTM's and GRU's inputs dropped in training (Keras dropout), in [0, 1)
+    /// [default: the model's, 0.2 for lstm].
+    #[arg(long, allow_negative_numbers = true)]
+    pub dropout: Option<f32>,
+    /// Fraction of every LSTM's and GRU's recurrent state dropped in training (Keras
+    /// recurrent_dropout), in [0, 1) [default: the model's, 0.2 for lstm].
+    #[arg(long, allow_negative_numbers = true)]
+    pub recurrent_dropout: Option<f32>,
     /// Dropout masks: per-gate (a separate mask for each of the 4 gates: Keras 2, and Keras >= 3.8
     /// with recurrent dropout) or shared (one mask for all gates, as Keras 3.0-3.7 did; fewer,
     /// larger matrix products).
@@ -158,8 +173,10 @@ pub struct TrainArgs {
 /// The `train` flags that choose a run's settings (`--resume` takes them from the checkpoint)
 /// or start a new run, so giving any of them with it is an error. `--data` is allowed: data that
 /// moved, checked against the checkpoint's fingerprint.
-const RESUME_CONFLICTS: [&str; 20] = [
+const RESUME_CONFLICTS: [&str; 22] = [
     "out",
+    "arch",
+    "arch_file",
     "overwrite",
     "epochs",
     "batch_size",
@@ -198,24 +215,19 @@ impl TrainArgs {
             (None, Some(_)) => Some(0.2),
             (f, _) => f,
         };
-        let model = ModelConfig {
-            num_words: self.num_words,
-            embed_dim: self.embed_dim,
-            units: self.units,
-            maxlen: self.maxlen,
-            dropout: self.dropout,
-            recurrent_dropout: self.recurrent_dropout,
-        };
+        let (base, what) = self.base_model()?;
+        let arch = self.sized(&base, &what)?;
+        let num_words = arch.embedding().map_or(0, |e| e.0);
         let pre = Preprocessing {
-            num_words: self.num_words,
-            maxlen: self.maxlen,
+            num_words,
+            maxlen: arch.maxlen,
             padding: self.padding,
             truncating: self.truncating,
             ..Preprocessing::default()
         };
         let mut train = TrainConfig {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
+            epochs: self.epochs.unwrap_or(base.epochs),
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
             seed: self.seed,
             threads,
             mask_mode: self.dropout_masks,
@@ -223,7 +235,7 @@ impl TrainArgs {
         };
         train.adam.learning_rate = self.learning_rate;
         let plan = TrainPlan {
-            model,
+            arch,
             pre,
             train,
             validation_split,
@@ -231,23 +243,136 @@ impl TrainArgs {
             early_stopping,
         };
         if let Err(e) = crate::validate::run(&plan) {
-            // One flag at fault: remind its default, as --help shows it.
-            let default = match e.settings.as_slice() {
-                [s] => {
-                    let id = s.key.rsplit('.').next().unwrap_or(s.key);
-                    <Cli as clap::CommandFactory>::command()
-                        .find_subcommand("train")
-                        .and_then(|c| c.get_arguments().find(|a| a.get_id() == id).cloned())
-                        .and_then(|a| Some(a.get_default_values().first()?.to_str()?.to_string()))
-                }
-                _ => None,
-            };
-            match default {
-                Some(d) => bail!("{} (default {d})", e.for_flags()),
-                None => bail!("{}", e.for_flags()),
-            }
+            bail!("{}", flag_error(&e, &base));
         }
         Ok(plan)
+    }
+
+    /// The model `--arch` or `--arch-file` names with the training defaults it comes with, and
+    /// how to name it in messages.
+    fn base_model(&self) -> Result<(Preset, String)> {
+        let Some(path) = &self.arch_file else {
+            let what = format!("--arch {}", self.arch);
+            let p = preset(&self.arch).map_err(|e| anyhow!("{what}: {e}"))?;
+            if p.ngrams > 1 {
+                bail!(
+                    "{what}: this model reads word n-grams (ngram_range {}), which this version \
+                     of imdb-lstm cannot compute yet: use another --arch",
+                    p.ngrams
+                );
+            }
+            return Ok((p, what));
+        };
+        // Check --maxlen first: the file's model is built on it when its InputLayer gives none.
+        let maxlen = self.maxlen.unwrap_or(80);
+        crate::validate::sizes(&Sizes {
+            maxlen: Some(maxlen),
+            ..Sizes::default()
+        })
+        .map_err(|e| anyhow!("{} (default 80)", e.for_flags()))?;
+        let arch = read_arch_file(path, maxlen)?;
+        Ok((
+            Preset {
+                name: "arch-file",
+                num_words: arch.embedding().map_or(0, |e| e.0),
+                arch,
+                batch_size: 32,
+                epochs: 2,
+                ngrams: 1,
+            },
+            format!("--arch-file {}", path.display()),
+        ))
+    }
+
+    /// `base`'s layers resized by the flags given, checked; `what` names the model.
+    fn sized(&self, base: &Preset, what: &str) -> Result<Arch> {
+        let sizes = Sizes {
+            num_words: self.num_words,
+            embed_dim: self.embed_dim,
+            units: self.units,
+            maxlen: self.maxlen,
+            dropout: self.dropout,
+            recurrent_dropout: self.recurrent_dropout,
+        };
+        if let Err(e) = crate::validate::sizes(&sizes) {
+            bail!("{}", flag_error(&e, base));
+        }
+        let mut arch = base.arch.clone();
+        if let Some(n) = self.num_words {
+            arch.set_input_dim(n);
+        }
+        if let Some(n) = self.maxlen {
+            arch.maxlen = n;
+        }
+        if let Some(n) = self.embed_dim {
+            arch.set_embed_dim(n);
+        }
+        let recurrent = [
+            ("--units", self.units.is_some()),
+            ("--dropout", self.dropout.is_some()),
+            ("--recurrent-dropout", self.recurrent_dropout.is_some()),
+        ];
+        if arch.recurrent_mut().next().is_none() {
+            if let Some((flag, _)) = recurrent.iter().find(|f| f.1) {
+                bail!("{flag}: {what} has no LSTM or GRU layer for it to set; drop {flag}");
+            }
+        }
+        for r in arch.recurrent_mut() {
+            r.units = self.units.unwrap_or(r.units);
+            r.dropout = self.dropout.unwrap_or(r.dropout);
+            r.recurrent_dropout = self.recurrent_dropout.unwrap_or(r.recurrent_dropout);
+        }
+        if let Err(e) = crate::validate::arch(&arch) {
+            let given: Vec<String> = [
+                ("--num-words", self.num_words.map(|v| v.to_string())),
+                ("--maxlen", self.maxlen.map(|v| v.to_string())),
+                ("--embed-dim", self.embed_dim.map(|v| v.to_string())),
+                ("--units", self.units.map(|v| v.to_string())),
+            ]
+            .into_iter()
+            .filter_map(|(flag, v)| Some(format!("{flag} {}", v?)))
+            .collect();
+            match given.is_empty() {
+                true => bail!("{what}: {}", e.for_flags()),
+                false => bail!("{what} with {}: {}", given.join(" "), e.for_flags()),
+            }
+        }
+        if let Ok(Head::Softmax(k)) = arch.head() {
+            bail!(
+                "{what}: the model ends in a {k}-way softmax, but the IMDB reviews have 2 classes \
+                 (negative, positive): end it in Dense(1, sigmoid)"
+            );
+        }
+        Ok(arch)
+    }
+}
+
+/// The message for a flag `train` refuses; when one flag is at fault it reminds its default
+/// (the model's own for the sizes, else as --help shows it).
+fn flag_error(e: &crate::validate::Invalid, base: &Preset) -> String {
+    let [s] = e.settings.as_slice() else {
+        return e.for_flags();
+    };
+    let id = s.key.rsplit('.').next().unwrap_or(s.key);
+    let mut arch = base.arch.clone();
+    let first = arch.recurrent_mut().next().cloned();
+    let default = match id {
+        "epochs" => Some(base.epochs.to_string()),
+        "batch_size" => Some(base.batch_size.to_string()),
+        "num_words" => Some(base.num_words.to_string()),
+        "maxlen" => Some(base.arch.maxlen.to_string()),
+        "embed_dim" => base.arch.embedding().map(|e| e.1.to_string()),
+        "units" => first.map(|r| r.units.to_string()),
+        "dropout" => first.map(|r| r.dropout.to_string()),
+        "recurrent_dropout" => first.map(|r| r.recurrent_dropout.to_string()),
+        _ => <Cli as clap::CommandFactory>::command()
+            .find_subcommand("train")
+            .and_then(|c| c.get_arguments().find(|a| a.get_id() == id).cloned())
+            .and_then(|a| Some(a.get_default_values().first()?.to_str()?.to_string())),
+    };
+    match default {
+        Some(d) => format!("{} (default {d})", e.for_flags()),
+        None => e.for_flags(),
     }
 }
 
@@ -287,7 +412,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Summary { model } => {
             let m = crate::model_file::load(&model)?;
             let mut lines: Vec<String> = crate::report::summary::summary(
-                &m.config.arch(),
+                &m.arch,
                 &m.preprocessing,
                 Some(m.vocabulary.len()),
             )?
@@ -327,7 +452,7 @@ fn run(cli: Cli) -> Result<()> {
             let m = crate::model_file::load(&model)?;
             let dir = out.unwrap_or_else(|| parent_dir(&model));
             // Its errors name the folder and the files already.
-            crate::report::write_model_graph(&dir, &m.config.arch())?;
+            crate::report::write_model_graph(&dir, &m.arch)?;
             let msg = format!(
                 "wrote {} and {}",
                 dir.join("model.svg").display(),

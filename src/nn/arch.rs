@@ -428,6 +428,41 @@ impl Arch {
             .collect())
     }
 
+    /// The flat parameter buffer as (name, shape, values) tensors, in file order.
+    pub fn named(&self, params: &[f32]) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        let layout = self.layout()?;
+        let total = layout.last().map_or(0, |(_, r)| r.end);
+        ensure!(
+            params.len() == total,
+            "{} parameters given, the layers have {total}",
+            params.len()
+        );
+        Ok(layout
+            .into_iter()
+            .map(|(t, r)| (t.name, t.shape, params[r].to_vec()))
+            .collect())
+    }
+
+    /// The flat parameter buffer from named tensors (as a model file holds them); every tensor
+    /// of the layers must be there with its shape.
+    pub fn from_named(&self, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<f32>> {
+        let layout = self.layout()?;
+        let mut params = vec![0.0; layout.last().map_or(0, |(_, r)| r.end)];
+        for (t, r) in layout {
+            let Some((_, shape, values)) = tensors.iter().find(|n| n.0 == t.name) else {
+                bail!("tensor {} is missing", t.name);
+            };
+            ensure!(
+                *shape == t.shape && values.len() == r.len(),
+                "tensor {} has shape {shape:?}; the model's layers need {:?}",
+                t.name,
+                t.shape
+            );
+            params[r].copy_from_slice(values);
+        }
+        Ok(params)
+    }
+
     /// Total parameters (Keras's `count_params()`).
     pub fn param_count(&self) -> Result<usize> {
         Ok(self.describe()?.iter().map(|l| l.params).sum())
@@ -449,6 +484,38 @@ impl Arch {
         if let Some(LayerSpec::Embedding { input_dim, .. }) = self.layers.first_mut() {
             *input_dim = n;
         }
+    }
+
+    /// The Embedding's `(input_dim, output_dim)` (every checked model starts with one).
+    pub fn embedding(&self) -> Option<(usize, usize)> {
+        match self.layers.first() {
+            Some(&LayerSpec::Embedding {
+                input_dim,
+                output_dim,
+            }) => Some((input_dim, output_dim)),
+            _ => None,
+        }
+    }
+
+    /// Sets the Embedding's `output_dim`.
+    pub fn set_embed_dim(&mut self, n: usize) {
+        if let Some(LayerSpec::Embedding { output_dim, .. }) = self.layers.first_mut() {
+            *output_dim = n;
+        }
+    }
+
+    /// The arguments of every LSTM and GRU, wrapped ones included, in order.
+    pub fn recurrent_mut(&mut self) -> impl Iterator<Item = &mut Recurrent> {
+        self.layers.iter_mut().filter_map(|l| {
+            let l = match l {
+                LayerSpec::Bidirectional { layer, .. } => layer.as_mut(),
+                other => other,
+            };
+            match l {
+                LayerSpec::LSTM(r) | LayerSpec::GRU(r) => Some(r),
+                _ => None,
+            }
+        })
     }
 }
 

@@ -12,6 +12,7 @@ use super::history::History;
 use super::{EarlyStopper, TrainPlan, TrainState};
 use crate::data::Dataset;
 use crate::nn::adam::Adam;
+use crate::nn::arch::Arch;
 use crate::validate::{self, Section};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -198,11 +199,40 @@ fn meta_json<T: serde::de::DeserializeOwned>(
 /// Where each section of the settings is stored in a checkpoint: the `run` metadata's JSON.
 fn run_key(s: Section) -> &'static str {
     match s {
-        Section::Model => "run.model.",
+        Section::Model => "run.arch.",
         Section::Preprocessing => "run.preprocessing.",
         Section::Train => "run.train.",
         Section::Run => "run.",
     }
+}
+
+/// The run's layers, checked. Checkpoints written before models were layer lists hold the
+/// tutorial's `model` settings instead of an `arch`: check them (naming `run.model.KEY`), then put
+/// their layers in its place.
+fn arch_from_format1(run: &mut serde_json::Value) -> Result<()> {
+    let Some(obj) = run.as_object_mut() else {
+        return Ok(()); // RunSpec's parse says what is wrong
+    };
+    if let Some(arch) = obj.get("arch") {
+        // Parsed alone first, so that a bad layer is named plainly.
+        Arch::deserialize(arch).map_err(|e| {
+            anyhow!("run.arch: {e}; the file is damaged or was not written by imdb-lstm")
+        })?;
+        return Ok(());
+    }
+    let Some(model) = obj.remove("model") else {
+        return Ok(());
+    };
+    let m: crate::nn::ModelConfig = serde_json::from_value(model).map_err(|e| {
+        anyhow!("the \"run\" metadata's model is not valid ({e}); the file is damaged")
+    })?;
+    let key = |s| match s {
+        Section::Model => "run.model.",
+        other => run_key(other),
+    };
+    validate::model(&m).map_err(|e| anyhow!("{}", e.in_file(key)))?;
+    obj.insert("arch".into(), serde_json::to_value(m.arch())?);
+    Ok(())
 }
 
 /// The run's settings, checked as `train` checks its flags.
@@ -312,7 +342,10 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Checkpoint> {
             env!("CARGO_PKG_VERSION")
         );
     }
-    let spec: RunSpec = meta_json(meta, "run")?;
+    let mut run: serde_json::Value = meta_json(meta, "run")?;
+    arch_from_format1(&mut run)?;
+    let spec: RunSpec = serde_json::from_value(run)
+        .map_err(|e| anyhow!("the \"run\" metadata is not valid ({e}); the file is damaged"))?;
     check_spec(&spec)?;
     let history: History = meta_json(meta, "history")?;
     let rng: rand_pcg::Pcg64 = meta_json(meta, "rng")?;
@@ -335,7 +368,7 @@ pub fn load_bytes(bytes: &[u8]) -> Result<Checkpoint> {
 
     // Exactly the tensors this run has, each of the parameter count its (checked) config
     // implies, before any is copied.
-    let n = spec.plan.model.param_count();
+    let n = spec.plan.arch.param_count()?;
     let keeps_best = early
         .as_ref()
         .is_some_and(|e| e.cfg.restore_best && e.best_epoch.is_some());
@@ -417,14 +450,15 @@ mod tests {
     fn small_spec() -> RunSpec {
         RunSpec {
             plan: TrainPlan {
-                model: ModelConfig {
+                arch: ModelConfig {
                     num_words: 20,
                     embed_dim: 3,
                     units: 2,
                     maxlen: 5,
                     dropout: 0.1,
                     recurrent_dropout: 0.2,
-                },
+                }
+                .arch(),
                 pre: Preprocessing {
                     num_words: 20,
                     maxlen: 5,
@@ -450,7 +484,7 @@ mod tests {
     #[test]
     fn round_trip_is_exact() {
         let spec = small_spec();
-        let mut state = TrainState::new(&spec.plan.model.arch(), &spec.plan.train).unwrap();
+        let mut state = TrainState::new(&spec.plan.arch, &spec.plan.train).unwrap();
         let _: u64 = state.rng.gen();
         state.adam.step = 17;
         for (i, (m, v)) in state.adam.m.iter_mut().zip(&mut state.adam.v).enumerate() {
@@ -502,7 +536,7 @@ mod tests {
         assert!(e.contains("not a checkpoint"), "{e}");
         let spec = small_spec();
         let ck = Checkpoint {
-            state: TrainState::new(&spec.plan.model.arch(), &spec.plan.train).unwrap(),
+            state: TrainState::new(&spec.plan.arch, &spec.plan.train).unwrap(),
             spec,
             data_fingerprint: String::new(),
             early: None,

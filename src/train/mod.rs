@@ -8,7 +8,7 @@ pub mod progress;
 use crate::data::Preprocessing;
 use crate::nn::adam::{Adam, AdamConfig};
 use crate::nn::arch::Arch;
-use crate::nn::{BatchStats, Gradients, ModelConfig, NetMasks, Network};
+use crate::nn::{BatchStats, Gradients, NetMasks, Network};
 use history::{EpochRecord, History};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -244,8 +244,8 @@ pub struct EarlyStopping {
 /// the same initial weights and the same training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainPlan {
-    /// The model's shape and dropout.
-    pub model: ModelConfig,
+    /// The model: its layers and the sequence length it reads.
+    pub arch: Arch,
     /// The text-to-ids settings.
     #[serde(rename = "preprocessing")]
     pub pre: Preprocessing,
@@ -389,7 +389,7 @@ mod tests {
     /// A set stop flag ends the epoch before its first batch with `Interrupted`.
     #[test]
     fn stop_flag_interrupts() {
-        let model = ModelConfig {
+        let model = crate::nn::ModelConfig {
             num_words: 10,
             embed_dim: 2,
             units: 2,
