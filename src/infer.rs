@@ -62,6 +62,16 @@ impl Classifier {
         let ids = self.encode(texts);
         self.logits(&ids).into_iter().map(sigmoid).collect()
     }
+
+    /// The vocabulary the model file carries.
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocab
+    }
+
+    /// The engine and the weights it runs (for [`crate::explain`]).
+    pub fn engine(&mut self) -> (&mut Network, &[f32]) {
+        (&mut self.net, &self.params.data)
+    }
 }
 
 /// The logistic function, in f64 so that large logits saturate cleanly.
