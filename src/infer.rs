@@ -88,6 +88,26 @@ impl Classifier {
             })
             .collect()
     }
+
+    /// The vocabulary the model file carries.
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocab
+    }
+
+    /// The engine and the weights it runs (for [`crate::explain`]).
+    pub fn engine(&mut self) -> (&mut Network, &[f32]) {
+        (&mut self.net, &self.params)
+    }
+}
+
+/// How `predict` names class `class` of a model with these `labels`: the label itself, except
+/// for the IMDB reviews' `neg`/`pos`, said in full as predict always has.
+pub fn label_name(labels: &[String], class: usize) -> String {
+    match (labels, class) {
+        ([n, p], 0) if n == "neg" && p == "pos" => "negative".into(),
+        ([n, p], 1) if n == "neg" && p == "pos" => "positive".into(),
+        (l, c) => l.get(c).cloned().unwrap_or_else(|| format!("class {c}")),
+    }
 }
 
 /// exp(z - max) / sum, in f64.

@@ -4,13 +4,14 @@
 //! loss, optimiser), [`train`] (the fit loop, checkpoints, progress), [`report`] (history files,
 //! plots, model graph, summary), [`model_file`] (the self-contained saved model), [`run`] (a
 //! training run end to end: data, fit, checkpoints, model file, reports), [`infer`] (answering
-//! with a trained model) and the command line in [`cli`] (flags -> checked configuration -> the
-//! library; `main.rs` only parses the arguments and calls [`cli::main_with`]). Every file is
-//! written through [`atomic`].
+//! with a trained model), [`explain`] (why it answered so) and the command line in [`cli`]
+//! (flags -> checked configuration -> the library; `main.rs` only parses the arguments and
+//! calls [`cli::main_with`]). Every file is written through [`atomic`].
 
 pub mod atomic;
 pub mod cli;
 pub mod data;
+pub mod explain;
 pub mod infer;
 pub mod model_file;
 pub mod nn;

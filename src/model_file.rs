@@ -396,7 +396,9 @@ pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
     for spec in expected {
         let (name, shape) = (spec.name.as_str(), spec.shape);
         let info = header.info(name).ok_or_else(|| {
-            anyhow!("tensor \"{name}\" is missing (expected shape {shape:?} for the model's layers)")
+            anyhow!(
+                "tensor \"{name}\" is missing (expected shape {shape:?} for the model's layers)"
+            )
         })?;
         if info.dtype != Dtype::F32 {
             bail!("tensor \"{name}\" has dtype {:?}, expected F32", info.dtype);

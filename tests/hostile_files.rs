@@ -144,7 +144,10 @@ fn checkpoint_with_absurd_sizes() {
             ],
         ),
         (
-            vec!["/arch/layers/0/config/input_dim", "/preprocessing/num_words"],
+            vec![
+                "/arch/layers/0/config/input_dim",
+                "/preprocessing/num_words",
+            ],
             json!(1u64 << 40),
             vec!["run.arch: layer 1 (Embedding)", "parameters"],
         ),

@@ -540,14 +540,20 @@ fn bad_metadata_json() {
         units: usize::MAX,
         ..small_config()
     };
-    meta.insert("arch".into(), serde_json::to_string(&absurd.arch()).unwrap());
+    meta.insert(
+        "arch".into(),
+        serde_json::to_string(&absurd.arch()).unwrap(),
+    );
     let msg = load_err(dir.path(), "absurd", &build(&meta, &tensors));
     assert!(msg.contains("arch") && msg.contains("parameters"), "{msg}");
     // Labels that do not fit the output layer.
     let (mut meta, tensors) = parts(&m);
     meta.insert("labels".into(), json!(["a", "b", "c"]).to_string());
     let msg = load_err(dir.path(), "labels", &build(&meta, &tensors));
-    assert!(msg.contains("3 labels") && msg.contains("2 classes"), "{msg}");
+    assert!(
+        msg.contains("3 labels") && msg.contains("2 classes"),
+        "{msg}"
+    );
 }
 
 /// A format-1 file (a `config` instead of `arch` and `labels`) loads as the tutorial's layers
@@ -559,7 +565,10 @@ fn format_1_files_load_as_the_tutorial_stack() {
     meta.insert("format_version".into(), "1".into());
     meta.remove("arch");
     meta.remove("labels");
-    meta.insert("config".into(), serde_json::to_string(&small_config()).unwrap());
+    meta.insert(
+        "config".into(),
+        serde_json::to_string(&small_config()).unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("v1.safetensors");
     std::fs::write(&p, build(&meta, &tensors)).unwrap();

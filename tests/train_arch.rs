@@ -281,7 +281,8 @@ fn train_arch_refusals_are_one_line() {
     let file = tmp.path().join("arch.json");
     let softmax = r#"{"class_name": "Dense", "config": {"units": 2, "activation": "softmax"}}"#;
     let lstm = r#"{"class_name": "LSTM", "config": {"units": 6}}"#;
-    let cases: Vec<(String, &str)> = vec![
+    let cases: Vec<(String, &str)> =
+        vec![
         (
             "not json".into(),
             "error: --arch-file …/arch.json: not JSON: expected ident at line 1 column 2",

@@ -1,5 +1,8 @@
-//! `imdb-lstm predict`: raw review text in, probability of positive out, using only the model file.
+//! `imdb-lstm predict`: raw review text in, probability of positive out, using only the model file;
+//! with `--explain`, each token's contribution to the answer ([`crate::explain`]).
 
+use crate::explain::{self, Explanation, Method, TokenKind};
+use crate::infer::Classifier;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::{Read, Write};
@@ -22,7 +25,28 @@ pub struct PredictArgs {
     /// Worker threads [default: all cores].
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
+    /// Explain each answer: every token's contribution to the predicted label's probability
+    /// (at most 1000 reviews at a time); with --json, one object per review.
+    #[arg(long)]
+    pub explain: bool,
+    /// With --explain: occlusion (the change in probability when the token becomes unknown) or
+    /// integrated-gradients (along the path from an input of padding alone) [default:
+    /// integrated-gradients].
+    #[arg(long, value_name = "METHOD", requires = "explain")]
+    pub method: Option<String>,
+    /// With --explain: integration steps of integrated-gradients, 1 to 4096 [default: 32].
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "explain",
+        allow_negative_numbers = true
+    )]
+    pub steps: Option<usize>,
 }
+
+/// The most reviews `--explain` takes at a time: each costs a batch of forward (and backward)
+/// passes, so a whole file of reviews is refused rather than left running for hours.
+pub const MAX_EXPLAINED: usize = 1000;
 
 /// The most text `--file` reads (256 MiB): far beyond any list of reviews, far below memory.
 pub const MAX_INPUT_BYTES: u64 = 256 << 20;
@@ -109,8 +133,108 @@ fn answer(index: usize, r: &Review, p: f32, json: bool) -> String {
     }
 }
 
+/// The explanation method the flags ask for, checked (each error names the flag).
+fn method(args: &PredictArgs) -> Result<Method> {
+    let name = args.method.as_deref().unwrap_or(explain::METHODS[1]);
+    let Some(method) = Method::from_name(name, args.steps) else {
+        bail!(
+            "--method {}: unknown method; use {}",
+            shown(name),
+            explain::METHODS.join(" or ")
+        )
+    };
+    match (method, args.steps) {
+        (Method::Occlusion, Some(_)) => {
+            bail!("--steps is for --method integrated-gradients; occlusion takes no steps")
+        }
+        (_, Some(s)) => match explain::steps_problem(s) {
+            Some(p) => bail!("--steps {p}"),
+            None => Ok(method),
+        },
+        _ => Ok(method),
+    }
+}
+
+/// Review `r`'s explanation as text: a header, then one line per position the model reads (the
+/// padding summed up in one line), each with its contribution and a bar; green and red on a
+/// terminal.
+fn explained(r: &Review, e: &Explanation) -> String {
+    use std::fmt::Write;
+    let mut s = format!(
+        "{}: {} {:.4} (all padding: {:.4}); {}",
+        place(r),
+        e.label,
+        e.probability,
+        e.baseline_probability,
+        match e.steps {
+            Some(n) => format!("integrated gradients, {n} steps"),
+            None => "occlusion".into(),
+        }
+    );
+    let largest = e
+        .tokens
+        .iter()
+        .fold(0.0f64, |m, t| m.max(t.contribution.abs()));
+    let (green, red) = (console::Style::new().green(), console::Style::new().red());
+    let mut pads = 0;
+    for t in &e.tokens {
+        let c = t.contribution;
+        let text = match t.kind {
+            TokenKind::Pad => {
+                pads += 1;
+                continue;
+            }
+            TokenKind::Oov => format!("{} (unknown)", t.text),
+            _ => t.text.clone(),
+        };
+        let n = if largest > 0.0 {
+            (c.abs() / largest * 20.0).round() as usize
+        } else {
+            0
+        };
+        let (style, bar) = if c < 0.0 {
+            (&red, "-".repeat(n))
+        } else {
+            (&green, "+".repeat(n))
+        };
+        let _ = write!(
+            s,
+            "\n  {c:+.4}  {}",
+            style.apply_to(format!("{text:<16} {bar}").trim_end())
+        );
+    }
+    if pads > 0 {
+        let _ = write!(s, "\n  {:+.4}  ({pads} padding positions)", 0.0);
+    }
+    let sum: f64 = e.tokens.iter().map(|t| t.contribution).sum();
+    let _ = write!(s, "\n  sum {sum:+.4}");
+    if e.truncated {
+        let more = if e.cut_words > e.cut.len() {
+            " ..."
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            "\n  cut to fit the model ({} words): {}{more}",
+            e.cut_words,
+            e.cut.join(" ")
+        );
+    }
+    s
+}
+
+/// Where review `r` came from, for messages: `FILE, line N` or `argument N`.
+fn place(r: &Review) -> String {
+    match r.file {
+        Some(name) => format!("{name}, line {}", r.line),
+        None => format!("argument {}", r.line),
+    }
+}
+
 pub fn run(args: &PredictArgs) -> Result<()> {
     super::threads(args.threads)?;
+    let method = method(args)?;
     let file = args.file.as_deref().map(read_file).transpose()?;
     let from_args = args.texts.iter().enumerate().map(|(i, t)| Review {
         text: t,
@@ -131,7 +255,19 @@ pub fn run(args: &PredictArgs) -> Result<()> {
             None => bail!("no reviews given: pass them as arguments or with --file F (one per line, - for standard input)"),
         }
     }
+    if args.explain {
+        let count = args.texts.len() + file.as_ref().map_or(0, |(_, t)| t.lines().count());
+        if count > MAX_EXPLAINED {
+            bail!(
+                "--explain takes at most {MAX_EXPLAINED} reviews at a time, and {count} were \
+                 given: split them into smaller files"
+            );
+        }
+    }
     let mut model = crate::infer::Classifier::load(&args.model, super::threads(args.threads)?)?;
+    if args.explain {
+        return explain_all(&mut model, reviews, method, args.json);
+    }
     let batches = std::iter::from_fn(|| {
         let batch: Vec<_> = reviews.by_ref().take(BATCH).collect();
         (!batch.is_empty()).then_some(batch)
@@ -142,25 +278,57 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         let mut stderr = std::io::stderr().lock();
         let mut lines = Vec::with_capacity(batch.len());
         for ((index, r), p) in batch.into_iter().zip(probs) {
-            let mut words = 0;
-            crate::data::for_each_token(r.text, |_| words += 1);
-            if words == 0 {
-                // Encoded as the start id and padding alone, as any review without words is.
-                let place = match r.file {
-                    Some(name) => format!("{name}, line {}", r.line),
-                    None => format!("argument {}", r.line),
-                };
-                // Best effort: a warning that cannot be shown must not stop the predictions.
-                let _ = writeln!(
-                    stderr,
-                    "warning: {place}: no words in it; answered as an empty review"
-                );
-            }
+            warn_if_empty(&mut stderr, &r);
             lines.push(answer(index, &r, p, args.json));
         }
         lines
     });
     write_stdout(lines, "the predictions")
+}
+
+/// Warns on stderr when review `r` has no words.
+fn warn_if_empty(stderr: &mut impl Write, r: &Review) {
+    let mut words = 0;
+    crate::data::for_each_token(r.text, |_| words += 1);
+    if words == 0 {
+        // Encoded as the start id and padding alone, as any review without words is.
+        // Best effort: a warning that cannot be shown must not stop the predictions.
+        let _ = writeln!(
+            stderr,
+            "warning: {}: no words in it; answered as an empty review",
+            place(r)
+        );
+    }
+}
+
+/// `predict --explain`: each review's explanation, written as it is computed.
+fn explain_all<'a>(
+    model: &mut Classifier,
+    reviews: impl Iterator<Item = (usize, Review<'a>)>,
+    method: Method,
+    json: bool,
+) -> Result<()> {
+    let mut failed = None;
+    let mut reviews = reviews;
+    let outputs = std::iter::from_fn(|| {
+        let (index, r) = reviews.next()?;
+        warn_if_empty(&mut std::io::stderr().lock(), &r);
+        match explain::explain(model, r.text, method) {
+            Ok(e) if json => {
+                let mut v = serde_json::to_value(&e).expect("an explanation is plain data");
+                v["index"] = index.into();
+                v["line"] = r.line.into();
+                Some(v.to_string())
+            }
+            Ok(e) => Some(explained(&r, &e)),
+            Err(e) => {
+                failed = Some(e.context(place(&r)));
+                None
+            }
+        }
+    });
+    write_stdout(outputs, "the explanations")?;
+    failed.map_or(Ok(()), Err)
 }
 
 /// Writes `lines` to standard output. A reader that went away (`| head -1`) ends the output

@@ -146,6 +146,16 @@ impl Gradients {
     }
 }
 
+/// What [`Network::probability_gradients`] runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// Token ids `[B, maxlen]`.
+    Ids(&'a [u32]),
+    /// Embedding outputs `[B, maxlen, D]` given directly (any values, e.g. points between two
+    /// inputs, as integrated gradients needs).
+    Embedded(&'a [f32]),
+}
+
 /// LSTM or GRU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cell {
@@ -776,6 +786,81 @@ impl Network {
         (stats, logits)
     }
 
+    /// For each sequence `b` of `input`, without dropout: the probability of class `classes[b]`
+    /// (a sigmoid head: class 1 is the positive label, sigmoid(logit), class 0 the negative one,
+    /// 1 - sigmoid(logit); a softmax head: class k's softmax output) written to `probs[b]`, and
+    /// its gradient with respect to the embedding output `[maxlen, D]` of that sequence, written
+    /// to `grads` `[B, maxlen, D]`. The forward and backward are training's (the weight
+    /// gradients are computed and dropped); rows are split over the threads as in training.
+    pub fn probability_gradients(
+        &mut self,
+        params: &[f32],
+        input: Input,
+        classes: &[usize],
+        probs: &mut [f32],
+        grads: &mut [f32],
+    ) {
+        let (t_len, row) = (self.maxlen, self.maxlen * self.embed_dim);
+        let n = classes.len();
+        match input {
+            Input::Ids(ids) => assert_eq!(ids.len(), n * t_len, "ids must be [n, maxlen]"),
+            Input::Embedded(x) => assert_eq!(x.len(), n * row, "rows must be [n, maxlen, D]"),
+        }
+        assert_eq!(probs.len(), n, "probs must be [n]");
+        assert_eq!(grads.len(), n * row, "grads must be [n, maxlen, D]");
+        assert_eq!(
+            params.len(),
+            self.param_count,
+            "params must be the arch's layout"
+        );
+        let k = self.classes().max(2);
+        assert!(classes.iter().all(|&c| c < k), "classes must be < {k}");
+        if n == 0 {
+            return;
+        }
+        let threads = self.threads.min(n);
+        let (nodes, emb_len) = (&self.nodes, self.vocab * self.embed_dim);
+        std::thread::scope(|s| {
+            let (mut probs, mut grads) = (probs, grads);
+            let mut handles = Vec::new();
+            for (k, ws) in self.workspaces.iter_mut().take(threads).enumerate() {
+                let (r0, r1) = chunk(n, threads, k);
+                let (p, p_rest) = std::mem::take(&mut probs).split_at_mut(r1 - r0);
+                let (g, g_rest) = std::mem::take(&mut grads).split_at_mut((r1 - r0) * row);
+                (probs, grads) = (p_rest, g_rest);
+                let input = match input {
+                    Input::Ids(ids) => Input::Ids(&ids[r0 * t_len..r1 * t_len]),
+                    Input::Embedded(x) => Input::Embedded(&x[r0 * row..r1 * row]),
+                };
+                let classes = &classes[r0..r1];
+                let mut job = move || {
+                    let run = Run {
+                        nodes,
+                        params,
+                        emb_len,
+                        masks: None,
+                    };
+                    ws.probability_chunk(&run, input, classes, p, g);
+                };
+                if k + 1 == threads {
+                    job();
+                } else {
+                    handles.push(s.spawn(job));
+                }
+            }
+            for hnd in handles {
+                if let Err(e) = hnd.join() {
+                    std::panic::resume_unwind(e);
+                }
+            }
+        });
+    }
+
+    /// Embedding width D.
+    pub fn embed_dim(&self) -> usize {
+        self.embed_dim
+    }
+
     /// Logits for `[N, maxlen]` ids (no dropout), written to `out` `[N, K]`. All threads, in
     /// chunks. A first LSTM or GRU returning its last state reads its input projections from
     /// an `[V, G*H]` table (embeddings * kernel), as the tutorial engine did.
@@ -861,6 +946,28 @@ impl Network {
             }
         });
     }
+}
+
+/// The probability of class `c` from one row of logits `z` (a sigmoid head's one logit: class 1
+/// is sigmoid(z), class 0 is 1 - sigmoid(z); else the softmax of `z`), and its gradient with
+/// respect to `z`, written to `dz`. In f64, so saturated logits give 0 and 1, not NaN.
+pub fn class_probability(z: &[f32], c: usize, dz: &mut [f32]) -> f64 {
+    if let [z] = z {
+        let p1 = 1.0 / (1.0 + (-*z as f64).exp());
+        let g = p1 * (1.0 - p1);
+        let (p, sign) = if c == 1 { (p1, 1.0) } else { (1.0 - p1, -1.0) };
+        dz[0] = (sign * g) as f32;
+        return p;
+    }
+    let m = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let sum: f64 = z.iter().map(|&v| (v as f64 - m).exp()).sum();
+    let pc = (z[c] as f64 - m).exp() / sum;
+    // d p_c / d z_j = p_c (1[j = c] - p_j)
+    for (j, (d, &v)) in dz.iter_mut().zip(z).enumerate() {
+        let pj = (v as f64 - m).exp() / sum;
+        *d = (pc * ((j == c) as u8 as f64 - pj)) as f32;
+    }
+    pc
 }
 
 /// The arch's output activation split for the kernels: (their activation, a tanh node after).
@@ -1148,7 +1255,13 @@ impl Workspace {
             }
         };
         self.stats = stats;
-        for i in (1..=last).rev() {
+        self.backward(run, b, k_out);
+    }
+
+    /// Backward from `dlogits` `[b, k_out]` through nodes `last..=1`: each node's input
+    /// gradient, the weight gradients added to `grads`.
+    fn backward(&mut self, run: &Run, b: usize, k_out: usize) {
+        for i in (1..run.nodes.len()).rev() {
             let (before, rest) = self.caches.split_at_mut(i);
             let (me, after) = rest.split_first_mut().expect("node i exists");
             let dy = match after.first() {
@@ -1158,6 +1271,44 @@ impl Workspace {
             let x = before[i - 1].output(&run.nodes[i - 1], b);
             backward_node(&run.nodes[i], me, run, x, dy, b, &mut self.grads);
         }
+    }
+
+    /// [`Network::probability_gradients`] on one chunk: `probs` `[b]`, `dx` `[b, T*D]`.
+    fn probability_chunk(
+        &mut self,
+        run: &Run,
+        input: Input,
+        classes: &[usize],
+        probs: &mut [f32],
+        dx: &mut [f32],
+    ) {
+        let b = classes.len();
+        match input {
+            Input::Ids(ids) => self.forward(run, ids, b, 0),
+            Input::Embedded(x) => {
+                let NodeCache::Embedding(y) = &mut self.caches[0] else {
+                    unreachable!("node 0 is the Embedding")
+                };
+                sized(y, x.len()).copy_from_slice(x);
+                self.forward(run, &[], b, 1);
+            }
+        }
+        let last = run.nodes.len() - 1;
+        let logits = self.caches[last].output(&run.nodes[last], b);
+        let k_out = logits.len() / b;
+        let dl = sized(&mut self.dlogits, b * k_out);
+        for (((z, dz), &c), p) in logits
+            .chunks_exact(k_out)
+            .zip(dl.chunks_exact_mut(k_out))
+            .zip(classes)
+            .zip(probs.iter_mut())
+        {
+            *p = class_probability(z, c, dz) as f32;
+        }
+        self.grads.clear();
+        self.grads.resize(run.params.len() - run.emb_len, 0.0);
+        self.backward(run, b, k_out);
+        dx.copy_from_slice(self.caches[1].input_grad(&run.nodes[1], b));
     }
 
     /// Logits `[b, K]` of the chunk `ids` without dropout; `table`: node 1's projection table.
