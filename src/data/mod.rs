@@ -59,6 +59,7 @@ impl Default for Preprocessing {
 pub mod archive;
 pub mod download;
 pub mod labelled;
+pub mod ngrams;
 pub mod sequences;
 pub mod source;
 pub mod tokenize;

@@ -1,5 +1,9 @@
 //! Adam in Keras's form (keras/src/optimizers/adam.py): bias correction folded into the step
 //! size, epsilon added to sqrt(v) after correction-free accumulation.
+//!
+//! [`LazyRows`] gives the same bits as [`Adam::update`] without touching every embedding row
+//! at every step: a row that a batch does not read has a zero gradient, so its missed steps
+//! are replayed, one by one with each step's own step size, when the row is next read.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +43,26 @@ pub struct Adam {
     pub v: Vec<f32>,
 }
 
+/// What one element's update needs besides its step size.
+#[derive(Clone, Copy)]
+struct Consts {
+    one_b1: f32,
+    one_b2: f32,
+    eps: f32,
+}
+
+/// One Adam step of one element, the only place the update is written: the dense and the
+/// lazy paths both run it, so they do the same floating-point operations in the same order.
+#[inline(always)]
+fn step(p: &mut f32, m: &mut f32, v: &mut f32, g: f32, alpha: f32, c: Consts) {
+    *m += (g - *m) * c.one_b1;
+    *v += (g * g - *v) * c.one_b2;
+    *p -= *m * alpha / (v.sqrt() + c.eps);
+}
+
+/// `(p, g, m, v)` slices of equal length.
+type Part<'a> = (&'a mut [f32], &'a [f32], &'a mut [f32], &'a mut [f32]);
+
 impl Adam {
     pub fn new(cfg: AdamConfig, len: usize) -> Adam {
         Adam {
@@ -49,43 +73,286 @@ impl Adam {
         }
     }
 
+    /// Keras's step size of 1-based step `t`: lr * sqrt(1 - b2^t) / (1 - b1^t), in f64.
+    fn alpha(&self, t: u64) -> f32 {
+        let c = &self.cfg;
+        let t = t as f64;
+        (c.learning_rate as f64 * (1.0 - (c.beta_2 as f64).powf(t)).sqrt()
+            / (1.0 - (c.beta_1 as f64).powf(t))) as f32
+    }
+
+    fn consts(&self) -> Consts {
+        let c = &self.cfg;
+        Consts {
+            one_b1: 1.0 - c.beta_1,
+            one_b2: 1.0 - c.beta_2,
+            eps: c.epsilon,
+        }
+    }
+
     /// One update of every parameter (rows absent from the batch included, as Keras does with
     /// dense gradients). Splits the buffer across `threads`; each element's arithmetic is the
     /// same whatever the split.
     pub fn update(&mut self, params: &mut [f32], grads: &[f32], threads: usize) {
         assert_eq!(params.len(), grads.len());
         self.step += 1;
-        let c = &self.cfg;
-        let t = self.step as f64;
-        let alpha = (c.learning_rate as f64 * (1.0 - (c.beta_2 as f64).powf(t)).sqrt()
-            / (1.0 - (c.beta_1 as f64).powf(t))) as f32;
-        let (one_b1, one_b2, eps) = (1.0 - c.beta_1, 1.0 - c.beta_2, c.epsilon);
-        let per = params.len().div_ceil(threads.max(1)).max(1);
-        let kernel = move |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
-            crate::dispatch!(for (((p, &g), m), v) in
-                p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
-            {
-                *m += (g - *m) * one_b1;
-                *v += (g * g - *v) * one_b2;
-                *p -= *m * alpha / (v.sqrt() + eps);
-            })
-        };
-        std::thread::scope(|s| {
-            let parts = params
-                .chunks_mut(per)
-                .zip(grads.chunks(per))
-                .zip(self.m.chunks_mut(per))
-                .zip(self.v.chunks_mut(per));
-            let mut parts = parts.peekable();
-            while let Some((((p, g), m), v)) = parts.next() {
-                if parts.peek().is_none() {
-                    kernel(p, g, m, v); // the calling thread takes the last part
-                } else {
-                    s.spawn(move || kernel(p, g, m, v));
-                }
+        let (alpha, c) = (self.alpha(self.step), self.consts());
+        let parts = split_dense(params, grads, &mut self.m, &mut self.v, threads.max(1));
+        on_threads(parts, |(p, g, m, v)| dense_kernel(p, g, m, v, alpha, c));
+    }
+}
+
+fn dense_kernel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], alpha: f32, c: Consts) {
+    crate::dispatch!(for (((p, &g), m), v) in
+        p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+    {
+        step(p, m, v, g, alpha, c);
+    })
+}
+
+/// `threads` contiguous parts of the four buffers (fewer when they are short).
+fn split_dense<'a>(
+    p: &'a mut [f32],
+    g: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    threads: usize,
+) -> Vec<Part<'a>> {
+    let per = p.len().div_ceil(threads).max(1);
+    p.chunks_mut(per)
+        .zip(g.chunks(per))
+        .zip(m.chunks_mut(per))
+        .zip(v.chunks_mut(per))
+        .map(|(((p, g), m), v)| (p, g, m, v))
+        .collect()
+}
+
+/// Runs `f` on every part, one thread each; the calling thread takes the last part.
+fn on_threads<T: Send>(mut parts: Vec<T>, f: impl Fn(T) + Sync) {
+    let Some(last) = parts.pop() else { return };
+    let f = &f;
+    std::thread::scope(|s| {
+        for part in parts {
+            s.spawn(move || f(part));
+        }
+        f(last);
+    });
+}
+
+/// Adam over a parameter buffer whose first `rows * width` values are an embedding table, the
+/// table's rows updated lazily. A batch reads only its tokens' rows, and the others have a
+/// zero gradient; such a row's missed steps are replayed when a batch next reads it
+/// ([`LazyRows::catch_up`], before the forward pass) or when everything must be current
+/// ([`LazyRows::flush`], before evaluation, checkpoints and saving). A replay runs, element by
+/// element, the dense update's operations of each missed step with that step's own step size
+/// and gradient 0, so every value ends bit-identical to [`Adam::update`]'s, while the row is
+/// read and written once instead of once per step. The parameters after the table are updated
+/// densely at every step.
+#[derive(Clone, Debug)]
+pub struct LazyRows {
+    width: usize,
+    /// Adam's step count when this was made (every row was current then).
+    base: u64,
+    /// Per row: the number of steps after `base` it has been brought up to.
+    done: Vec<u32>,
+    /// `alphas[i]`: the step size of step `base + 1 + i`.
+    alphas: Vec<f32>,
+}
+
+/// One thread's share of the table: rows `first..first + done.len()`.
+struct RowPart<'a> {
+    first: usize,
+    p: &'a mut [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    done: &'a mut [u32],
+}
+
+impl RowPart<'_> {
+    /// Replays row `r`'s missed steps up to `to` (steps after `base`), gradient 0.
+    #[inline(always)]
+    fn catch_up(&mut self, r: usize, to: u32, width: usize, alphas: &[f32], c: Consts) {
+        let from = self.done[r];
+        if from >= to {
+            return;
+        }
+        let at = r * width..(r + 1) * width;
+        let (p, m, v) = (
+            &mut self.p[at.clone()],
+            &mut self.m[at.clone()],
+            &mut self.v[at],
+        );
+        for &alpha in &alphas[from as usize..to as usize] {
+            for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
+                step(p, m, v, 0.0, alpha, c);
             }
+        }
+        self.done[r] = to;
+    }
+
+    /// The local index of row `id`, when this part holds it.
+    #[inline(always)]
+    fn local(&self, id: u32) -> Option<usize> {
+        (id as usize)
+            .checked_sub(self.first)
+            .filter(|&r| r < self.done.len())
+    }
+}
+
+impl LazyRows {
+    /// Every row current at `adam`'s step; the table is `[rows, width]` at the start of the
+    /// parameters.
+    pub fn new(adam: &Adam, rows: usize, width: usize) -> LazyRows {
+        assert!(
+            rows.saturating_mul(width) <= adam.m.len(),
+            "the table must fit in the parameters"
+        );
+        LazyRows {
+            width,
+            base: adam.step,
+            done: vec![0; rows],
+            alphas: Vec::new(),
+        }
+    }
+
+    /// Steps taken since `base`; checks that `adam` was only stepped through `self`.
+    fn now(&self, adam: &Adam) -> u32 {
+        assert_eq!(
+            adam.step,
+            self.base + self.alphas.len() as u64,
+            "a lazily updated Adam must be stepped only through its LazyRows"
+        );
+        self.alphas.len() as u32
+    }
+
+    /// Brings the rows of `ids` (a batch's tokens; repeats are fine) up to date, so that the
+    /// forward pass reads what the dense update would have left there.
+    pub fn catch_up(&mut self, adam: &mut Adam, params: &mut [f32], ids: &[u32], threads: usize) {
+        let (now, c, width) = (self.now(adam), adam.consts(), self.width);
+        let table = self.done.len() * width;
+        let alphas = &self.alphas;
+        let parts = split_rows(
+            &mut self.done,
+            width,
+            &mut params[..table],
+            &mut adam.m[..table],
+            &mut adam.v[..table],
+            threads,
+        );
+        on_threads(parts, |mut part| {
+            crate::dispatch!(for &id in ids {
+                if let Some(r) = part.local(id) {
+                    part.catch_up(r, now, width, alphas, c);
+                }
+            })
         });
     }
+
+    /// One Adam step. The table's rows `rows` (those whose gradient may be nonzero, each listed
+    /// once; every other row's gradient must be zero) are caught up and stepped with their
+    /// gradient; the other rows are left behind; the parameters after the table are stepped.
+    pub fn update(
+        &mut self,
+        adam: &mut Adam,
+        params: &mut [f32],
+        grads: &[f32],
+        rows: &[u32],
+        threads: usize,
+    ) {
+        assert_eq!(params.len(), grads.len());
+        let now = self.now(adam);
+        assert!(now < u32::MAX, "too many steps for one LazyRows");
+        adam.step += 1;
+        let (alpha, c, width) = (adam.alpha(adam.step), adam.consts(), self.width);
+        self.alphas.push(alpha);
+        let threads = threads.max(1);
+        let table = self.done.len() * width;
+        let (p, tail_p) = params.split_at_mut(table);
+        let (m, tail_m) = adam.m.split_at_mut(table);
+        let (v, tail_v) = adam.v.split_at_mut(table);
+        let mut parts: Vec<_> = split_rows(&mut self.done, width, p, m, v, threads)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut tails: Vec<_> = split_dense(tail_p, &grads[table..], tail_m, tail_v, threads)
+            .into_iter()
+            .map(Some)
+            .collect();
+        parts.resize_with(threads, || None);
+        tails.resize_with(threads, || None);
+        let alphas = &self.alphas;
+        let jobs: Vec<_> = parts.into_iter().zip(tails).collect();
+        on_threads(jobs, |(part, tail)| {
+            crate::dispatch!({
+                if let Some(mut part) = part {
+                    for &id in rows {
+                        let Some(r) = part.local(id) else { continue };
+                        part.catch_up(r, now, width, alphas, c);
+                        let at = r * width..(r + 1) * width;
+                        let g = &grads[(part.first + r) * width..][..width];
+                        let p = &mut part.p[at.clone()];
+                        let (m, v) = (&mut part.m[at.clone()], &mut part.v[at]);
+                        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                            step(p, m, v, g, alpha, c);
+                        }
+                        part.done[r] = now + 1;
+                    }
+                }
+                if let Some((p, g, m, v)) = tail {
+                    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                        step(p, m, v, g, alpha, c);
+                    }
+                }
+            })
+        });
+    }
+
+    /// Brings every row up to date: call before anything else reads the parameters or the
+    /// moments (evaluation, checkpoints, saving). Afterwards they equal the dense update's.
+    pub fn flush(&mut self, adam: &mut Adam, params: &mut [f32], threads: usize) {
+        let (now, c, width) = (self.now(adam), adam.consts(), self.width);
+        let table = self.done.len() * width;
+        let alphas = &self.alphas;
+        let parts = split_rows(
+            &mut self.done,
+            width,
+            &mut params[..table],
+            &mut adam.m[..table],
+            &mut adam.v[..table],
+            threads,
+        );
+        on_threads(parts, |mut part| {
+            crate::dispatch!(for r in 0..part.done.len() {
+                part.catch_up(r, now, width, alphas, c);
+            })
+        });
+    }
+}
+
+/// The table `[done.len(), width]` (`p`, `m`, `v`) in `threads` contiguous row ranges.
+fn split_rows<'a>(
+    done: &'a mut [u32],
+    width: usize,
+    p: &'a mut [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    threads: usize,
+) -> Vec<RowPart<'a>> {
+    let per = done.len().div_ceil(threads.max(1)).max(1);
+    let w = (per * width).max(1);
+    p.chunks_mut(w)
+        .zip(m.chunks_mut(w))
+        .zip(v.chunks_mut(w))
+        .zip(done.chunks_mut(per))
+        .enumerate()
+        .map(|(k, (((p, m), v), done))| RowPart {
+            first: k * per,
+            p,
+            m,
+            v,
+            done,
+        })
+        .collect()
 }
 
 #[cfg(test)]

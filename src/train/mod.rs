@@ -6,7 +6,7 @@ pub mod history;
 pub mod progress;
 
 use crate::data::Preprocessing;
-use crate::nn::adam::{Adam, AdamConfig};
+use crate::nn::adam::{Adam, AdamConfig, LazyRows};
 use crate::nn::arch::Arch;
 use crate::nn::{BatchStats, Gradients, NetMasks, Network};
 use history::{EpochRecord, History};
@@ -158,6 +158,24 @@ pub fn run_epoch_until(
     obs: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> anyhow::Result<EpochRecord> {
+    run_epoch_with(state, net, cfg, train, val, obs, stop, None)
+}
+
+/// [`run_epoch_until`]; with `embedding` (the arch's Embedding `(input_dim, output_dim)`),
+/// Adam updates the table's rows lazily ([`LazyRows`]): the same bits, without stepping
+/// every row at every step. The table is brought up to date before validation and before
+/// returning, so `state` is always whole between epochs (checkpoints, saving).
+#[allow(clippy::too_many_arguments)]
+pub fn run_epoch_with(
+    state: &mut TrainState,
+    net: &mut Network,
+    cfg: &TrainConfig,
+    train: Split,
+    val: Option<Split>,
+    obs: &mut dyn Observer,
+    stop: &AtomicBool,
+    embedding: Option<(usize, usize)>,
+) -> anyhow::Result<EpochRecord> {
     let start = Instant::now();
     let t_len = net.maxlen();
     let n = train.y.len();
@@ -173,39 +191,54 @@ pub fn run_epoch_until(
         Vec::with_capacity(cfg.batch_size),
     );
     let mut total = BatchStats::default();
+    let mut lazy = embedding.map(|(rows, width)| LazyRows::new(&state.adam, rows, width));
     net.refresh(&state.params);
-    for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
-        if stop.load(Ordering::Relaxed) {
-            return Err(Interrupted.into());
+    let trained = (|| {
+        for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Interrupted.into());
+            }
+            xbuf.clear();
+            ybuf.clear();
+            for &i in idx {
+                xbuf.extend_from_slice(&train.x[i * t_len..(i + 1) * t_len]);
+                ybuf.push(train.y[i]);
+            }
+            if let Some(lazy) = &mut lazy {
+                lazy.catch_up(&mut state.adam, &mut state.params, &xbuf, cfg.threads);
+            }
+            let per_gate = cfg.mask_mode == MaskMode::PerGate;
+            net.draw_masks(&mut state.rng, idx.len(), per_gate, &mut masks);
+            let stats = net.train_batch(&state.params, &xbuf, &ybuf, &masks, &mut grads);
+            anyhow::ensure!(
+                stats.loss_sum.is_finite() && grads.is_finite(),
+                "the loss became {} at epoch {epoch}, step {}/{steps}; try a lower --learning-rate",
+                stats.loss_sum / stats.count as f64,
+                step + 1
+            );
+            let (adam, params, g) = (&mut state.adam, &mut state.params, grads.data());
+            match &mut lazy {
+                Some(lazy) => lazy.update(adam, params, g, grads.embedding_rows(), cfg.threads),
+                None => adam.update(params, g, cfg.threads),
+            }
+            net.refresh(&state.params);
+            total += stats;
+            obs.on_batch(
+                epoch,
+                step + 1,
+                steps,
+                total.loss_sum / total.count as f64,
+                total.correct as f64 / total.count as f64,
+            );
         }
-        xbuf.clear();
-        ybuf.clear();
-        for &i in idx {
-            xbuf.extend_from_slice(&train.x[i * t_len..(i + 1) * t_len]);
-            ybuf.push(train.y[i]);
-        }
-        let per_gate = cfg.mask_mode == MaskMode::PerGate;
-        net.draw_masks(&mut state.rng, idx.len(), per_gate, &mut masks);
-        let stats = net.train_batch(&state.params, &xbuf, &ybuf, &masks, &mut grads);
-        anyhow::ensure!(
-            stats.loss_sum.is_finite() && grads.is_finite(),
-            "the loss became {} at epoch {epoch}, step {}/{steps}; try a lower --learning-rate",
-            stats.loss_sum / stats.count as f64,
-            step + 1
-        );
-        state
-            .adam
-            .update(&mut state.params, grads.data(), cfg.threads);
-        net.refresh(&state.params);
-        total += stats;
-        obs.on_batch(
-            epoch,
-            step + 1,
-            steps,
-            total.loss_sum / total.count as f64,
-            total.correct as f64 / total.count as f64,
-        );
+        Ok(())
+    })();
+    // Whatever happened, nothing reads a stale row after this: validation, the caller's
+    // checkpoint and model file, or the state kept after an error.
+    if let Some(lazy) = &mut lazy {
+        lazy.flush(&mut state.adam, &mut state.params, cfg.threads);
     }
+    trained?;
     let (val_loss, val_accuracy) = match val {
         Some(v) if !v.y.is_empty() => {
             let (s, _) = net.evaluate(&state.params, v.x, v.y);
