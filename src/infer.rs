@@ -48,7 +48,7 @@ impl Classifier {
         let pre = &self.file.preprocessing;
         let mut ids = Vec::with_capacity(texts.len() * pre.maxlen);
         for t in texts {
-            ids.extend(pre.encode_padded(&self.vocab, t.as_ref()));
+            ids.extend(pre.encode_padded(&self.vocab, self.file.ngrams.as_ref(), t.as_ref()));
         }
         ids
     }

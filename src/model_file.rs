@@ -19,10 +19,11 @@ use std::io::{self, ErrorKind, Read};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::data::ngrams::NgramTable;
 use crate::data::{for_each_token, Preprocessing};
 use crate::nn::arch::Arch;
 use crate::nn::ModelConfig;
@@ -117,6 +118,8 @@ pub struct ModelFile {
     pub preprocessing: Preprocessing,
     /// Kept words in rank order (words[0] = rank 1 = id index_from + 1).
     pub vocabulary: Vec<String>,
+    /// The n-gram table training built, when `preprocessing.ngrams` > 1 (metadata `ngrams`).
+    pub ngrams: Option<NgramTable>,
     /// Facts about the training run, when the model was trained (absent for e.g. a fresh model).
     pub training: Option<TrainingFacts>,
     /// (name, shape, values), exactly in [`Arch::tensors`] order, names and shapes.
@@ -146,6 +149,8 @@ pub fn save(path: &Path, model: &ModelFile) -> Result<()> {
     check_vocabulary(&model.preprocessing, &model.vocabulary)
         .with_context(|| format!("cannot save model to {shown}"))?;
     check_labels(&model.arch, &model.labels)
+        .with_context(|| format!("cannot save model to {shown}"))?;
+    check_ngrams(&model.arch, &model.preprocessing, model.ngrams.as_ref())
         .with_context(|| format!("cannot save model to {shown}"))?;
     if let Some(t) = &model.training {
         check_training(t).with_context(|| format!("cannot save model to {shown}"))?;
@@ -187,6 +192,9 @@ fn encode(model: &ModelFile) -> Result<Vec<u8>> {
     meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
     meta.insert("arch".to_string(), serde_json::to_string(&model.arch)?);
     meta.insert("labels".to_string(), serde_json::to_string(&model.labels)?);
+    if let Some(t) = &model.ngrams {
+        meta.insert("ngrams".to_string(), serde_json::to_string(t)?);
+    }
     meta.insert(
         "preprocessing".to_string(),
         serde_json::to_string(&model.preprocessing)?,
@@ -377,6 +385,11 @@ pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
     };
     let vocabulary: Vec<String> = parse_json(meta, "vocabulary")?;
     check_vocabulary(&preprocessing, &vocabulary)?;
+    let ngrams: Option<NgramTable> = match meta.get("ngrams") {
+        Some(_) => Some(parse_json(meta, "ngrams")?),
+        None => None,
+    };
+    check_ngrams(&arch, &preprocessing, ngrams.as_ref())?;
     let training: Option<TrainingFacts> = match meta.get("training") {
         Some(_) => Some(parse_json(meta, "training")?),
         None => None,
@@ -428,6 +441,7 @@ pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
         labels,
         preprocessing,
         vocabulary,
+        ngrams,
         training,
         tensors,
     })
@@ -631,6 +645,34 @@ fn check_labels(arch: &Arch, labels: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A model reading n-grams has their table, numbered from num_words + 1 and filling the
+/// embedding; any other model has none.
+fn check_ngrams(arch: &Arch, p: &Preprocessing, t: Option<&NgramTable>) -> Result<()> {
+    let input_dim = arch.embedding().map_or(0, |e| e.0);
+    match (p.ngrams, t) {
+        (1, None) => Ok(()),
+        (1, Some(_)) => bail!("the file holds an n-gram table but preprocessing ngrams is 1"),
+        (n, None) => bail!("preprocessing ngrams is {n} but the file holds no n-gram table"),
+        (n, Some(t)) => {
+            ensure!(
+                t.n() == n && t.start_id() as usize == p.num_words + 1,
+                "the n-gram table (n-grams up to {} words, ids from {}) does not match the \
+                 preprocessing (ngrams {n}, num_words {}); the file is damaged",
+                t.n(),
+                t.start_id(),
+                p.num_words
+            );
+            ensure!(
+                t.input_dim() == input_dim,
+                "the n-gram table ends at id {} but the embedding has {input_dim} rows; the file \
+                 is damaged",
+                t.input_dim()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Non-finite metrics would not survive JSON (serde_json writes them as null).

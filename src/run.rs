@@ -12,7 +12,7 @@ use crate::train::checkpoint::{self, Checkpoint, RunSpec};
 use crate::train::history::History;
 use crate::train::progress::{LogFormat, Progress};
 pub use crate::train::TrainPlan;
-use crate::train::{run_epoch_until, EarlyStopper, Interrupted, Split, TrainState};
+use crate::train::{run_epoch_with, EarlyStopper, Interrupted, Split, TrainState};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::ffi::c_int;
@@ -357,11 +357,17 @@ impl Output {
     }
 }
 
+/// The embedding's shape when Adam should update its rows lazily (the same bits): with
+/// n-grams, whose table has a million rows of which a batch touches a few thousand.
+pub fn lazy_embedding(plan: &TrainPlan) -> Option<(usize, usize)> {
+    plan.arch.embedding().filter(|_| plan.pre.ngrams > 1)
+}
+
 /// A new run of `plan`.
 pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
     let started = Instant::now();
     let out = Output::of(opts);
-    let plan = plan.clone();
+    let mut plan = plan.clone();
     let run_dir = prepare_run_dir(opts.out.as_deref(), opts.overwrite)?;
     let dir = run_dir.path.as_path();
     remove_stale_temp_files(dir);
@@ -392,6 +398,11 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
                 _ => {}
             }
         }
+    }
+    // The n-gram ids follow the words: the embedding grows to hold the table the data gave.
+    if let Some(t) = &prepared.ds.ngrams {
+        plan.arch.set_input_dim(t.input_dim());
+        crate::validate::run(&plan).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let spec = RunSpec {
         plan: plan.clone(),
@@ -563,7 +574,7 @@ fn fit_and_finish(
         && !ck.early.as_ref().is_some_and(|e| e.stopped())
     {
         let done = ck.state.epochs_done();
-        let res = run_epoch_until(
+        let res = run_epoch_with(
             &mut ck.state,
             &mut net,
             &plan.train,
@@ -577,6 +588,7 @@ fn fit_and_finish(
             }),
             &mut progress,
             stop,
+            lazy_embedding(plan),
         );
         let record = match res {
             Ok(r) => r,
@@ -715,6 +727,7 @@ pub fn model_file_of(
         labels: crate::model_file::imdb_labels(),
         preprocessing: plan.pre.clone(),
         vocabulary: ds.vocab.words().to_vec(),
+        ngrams: ds.ngrams.clone(),
         training: facts.map(|r| TrainingFacts {
             epochs: last.map_or(0, |l| l.epoch),
             best_epoch,

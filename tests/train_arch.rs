@@ -38,7 +38,7 @@ fn small(preset: &str) -> Vec<&str> {
         "--learning-rate",
         "0.01",
     ];
-    if !preset.starts_with("cnn") || preset == "cnn-lstm" {
+    if !["cnn", "fasttext"].contains(&preset) {
         f.extend(["--units", "6"]);
     }
     f
@@ -73,7 +73,7 @@ fn metrics(dir: &Path) -> String {
 
 /// The presets this build trains, with a tensor name each must save and a layer class its
 /// summary must show.
-const PRESETS: [(&str, &str, &str); 6] = [
+const PRESETS: [(&str, &str, &str); 7] = [
     ("lstm", "lstm/recurrent_kernel", "LSTM"),
     ("gru", "gru/recurrent_kernel", "GRU"),
     (
@@ -84,6 +84,7 @@ const PRESETS: [(&str, &str, &str); 6] = [
     ("stacked-lstm", "lstm_1/kernel", "LSTM"),
     ("cnn", "conv1d/kernel", "GlobalMaxPooling1D"),
     ("cnn-lstm", "conv1d/kernel", "MaxPooling1D"),
+    ("fasttext", "embedding/embeddings", "GlobalAveragePooling1D"),
 ];
 
 /// Every preset: trains, its file names Keras's tensors, summary / graph / predict / evaluate
@@ -388,4 +389,66 @@ fn train_arch_checkpoint_with_a_format_1_model_config_resumes() {
         line.contains("run.model.units is 0, below the minimum of 1"),
         "{line}"
     );
+}
+
+/// fasttext's bigrams: the table is built from the training reviews, the embedding holds a row
+/// per bigram after the words, the model file keeps the table, and predict applies it to raw
+/// text (the same probability as the library computes from the ids with the bigrams added).
+#[test]
+fn train_arch_fasttext_bigrams_travel_in_the_model_file() {
+    use imdb_lstm::infer::Classifier;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 16);
+    let out = tmp.path().join("ft");
+    let mut flags = small("fasttext");
+    flags.extend(["--epochs", "1"]);
+    let (code, _, err) = run(&mut train(&archive, &out, &flags));
+    assert_eq!(code, 0, "{err}");
+    let model = out.join("model.safetensors");
+    let m = model_file::load(&model).unwrap();
+    let table = m.ngrams.clone().expect("an n-gram table");
+    assert_eq!((m.preprocessing.ngrams, table.n()), (2, 2));
+    assert_eq!(table.start_id(), 61);
+    assert!(table.len() > 50, "{}", table.len());
+    assert_eq!(m.arch.embedding(), Some((61 + table.len(), 8)));
+
+    let text = "a great great movie";
+    let c = Classifier::load(&model, 1).unwrap();
+    let ids = c.encode(&[text]);
+    let words = m.preprocessing.encode_padded(c.vocabulary(), None, text);
+    assert_ne!(ids, words, "bigram ids must be appended");
+    assert!(ids.iter().any(|&id| id >= 61));
+    let (code, out_text, err) = run(bin()
+        .args(["predict", "--json", "--model"])
+        .arg(&model)
+        .arg(text));
+    assert_eq!(code, 0, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(out_text.trim()).unwrap();
+    let mut c = Classifier::load(&model, 1).unwrap();
+    let p = c.probabilities(&[text])[0] as f64;
+    assert_eq!(answer["probability"].as_f64().unwrap(), p);
+}
+
+#[test]
+fn train_arch_ngrams_out_of_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tiny_archive(tmp.path(), 4);
+    let out = tmp.path().join("run");
+    for (n, want) in [
+        (
+            "0",
+            "error: --ngrams 0 is too small: use at least 1 (default 2)",
+        ),
+        (
+            "9",
+            "error: --ngrams 9 is too large: use at most 4 (default 2)",
+        ),
+    ] {
+        let line = refused(
+            &mut train(&archive, &out, &["--arch", "fasttext", "--ngrams", n]),
+            tmp.path(),
+        );
+        assert_eq!(line, want);
+    }
+    assert!(!out.exists());
 }

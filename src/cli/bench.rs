@@ -40,8 +40,8 @@ pub struct BenchArgs {
     pub scaling_reviews: usize,
 }
 
-/// The presets `bench --arch` times (fasttext needs an n-gram data step that does not exist yet).
-const BENCH_ARCHS: [&str; 6] = ["lstm", "gru", "bilstm", "stacked-lstm", "cnn", "cnn-lstm"];
+/// The presets `bench --arch` times.
+const BENCH_ARCHS: [&str; 7] = crate::nn::arch::PRESETS;
 
 /// FLOPs inference executes per sequence: the forward pass, less the input products of a first
 /// LSTM or GRU that returns its last state (inference looks them up in an embeddings * kernel
@@ -208,8 +208,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     targs.threads = args.threads;
     targs.dropout_masks = args.dropout_masks;
     targs.arch = args.arch.clone();
-    let plan = targs.plan()?;
-    let arch = &plan.arch;
+    let mut plan = targs.plan()?;
+    let arch = &plan.arch.clone();
     ensure!(
         args.scaling_reviews >= 1,
         "--scaling-reviews 0: use at least 1 review (default 4000)"
@@ -260,6 +260,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let (train_flops, fwd) = (arch.train_flops()?, arch.forward_flops()?);
     let inf_flops = inference_flops(arch)?;
+    if let Some(t) = &ds.ngrams {
+        plan.arch.set_input_dim(t.input_dim());
+        println!(
+            "n-grams: {} of up to {} words ({:.1} MiB table), embedding of {} rows",
+            t.len(),
+            t.n(),
+            t.bytes() as f64 / (1 << 20) as f64,
+            t.input_dim()
+        );
+    }
+    let arch = &plan.arch;
     let mut state = TrainState::new(arch, &plan.train)?;
     let mut net = Network::new(arch, threads)?;
     println!(
@@ -269,7 +280,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (mut total_train, mut total_val) = (0.0, 0.0);
     for _ in 0..args.epochs {
         let t = Instant::now();
-        let rec = run_epoch(
+        let rec = crate::train::run_epoch_with(
             &mut state,
             &mut net,
             &plan.train,
@@ -279,6 +290,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             },
             None,
             &mut Silent,
+            &std::sync::atomic::AtomicBool::new(false),
+            crate::run::lazy_embedding(&plan),
         )?;
         let train_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -345,6 +358,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             labels: crate::model_file::imdb_labels(),
             preprocessing: plan.pre.clone(),
             vocabulary: ds.vocab.words().to_vec(),
+            ngrams: ds.ngrams.clone(),
             training: None,
             tensors: vec![],
         };

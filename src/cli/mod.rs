@@ -104,6 +104,11 @@ pub struct TrainArgs {
     /// Tokens kept per review (Keras pad_sequences maxlen) [default: the model's, 80 for lstm].
     #[arg(long, allow_negative_numbers = true)]
     pub maxlen: Option<usize>,
+    /// N-grams of 2 to N words of the training data as extra tokens (Keras's fastText example,
+    /// ngram_range), appended to each review before padding; 1 for words only [default: the
+    /// model's, 2 for fasttext, else 1].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub ngrams: Option<usize>,
     /// Where zeros go in short reviews.
     #[arg(long, value_enum, default_value = "pre")]
     pub padding: Side,
@@ -173,8 +178,9 @@ pub struct TrainArgs {
 /// The `train` flags that choose a run's settings (`--resume` takes them from the checkpoint)
 /// or start a new run, so giving any of them with it is an error. `--data` is allowed: data that
 /// moved, checked against the checkpoint's fingerprint.
-const RESUME_CONFLICTS: [&str; 22] = [
+const RESUME_CONFLICTS: [&str; 23] = [
     "out",
+    "ngrams",
     "arch",
     "arch_file",
     "overwrite",
@@ -223,6 +229,7 @@ impl TrainArgs {
             maxlen: arch.maxlen,
             padding: self.padding,
             truncating: self.truncating,
+            ngrams: self.ngrams.unwrap_or(base.ngrams),
             ..Preprocessing::default()
         };
         let mut train = TrainConfig {
@@ -254,13 +261,6 @@ impl TrainArgs {
         let Some(path) = &self.arch_file else {
             let what = format!("--arch {}", self.arch);
             let p = preset(&self.arch).map_err(|e| anyhow!("{what}: {e}"))?;
-            if p.ngrams > 1 {
-                bail!(
-                    "{what}: this model reads word n-grams (ngram_range {}), which this version \
-                     of imdb-lstm cannot compute yet: use another --arch",
-                    p.ngrams
-                );
-            }
             return Ok((p, what));
         };
         // Check --maxlen first: the file's model is built on it when its InputLayer gives none.
@@ -359,6 +359,7 @@ fn flag_error(e: &crate::validate::Invalid, base: &Preset) -> String {
     let default = match id {
         "epochs" => Some(base.epochs.to_string()),
         "batch_size" => Some(base.batch_size.to_string()),
+        "ngrams" => Some(base.ngrams.to_string()),
         "num_words" => Some(base.num_words.to_string()),
         "maxlen" => Some(base.arch.maxlen.to_string()),
         "embed_dim" => base.arch.embedding().map(|e| e.1.to_string()),

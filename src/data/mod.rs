@@ -37,6 +37,19 @@ pub struct Preprocessing {
     pub oov_id: u32,
     /// Word of rank r gets id r + index_from (3).
     pub index_from: u32,
+    /// Keras's fastText `ngram_range`: n-grams of 2..=ngrams words of the training data get ids
+    /// after the words and are appended to each sequence before padding (1: words only, the
+    /// default; absent from files written before n-grams existed).
+    #[serde(default = "words_only", skip_serializing_if = "is_words_only")]
+    pub ngrams: usize,
+}
+
+fn words_only() -> usize {
+    1
+}
+
+fn is_words_only(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for Preprocessing {
@@ -52,6 +65,7 @@ impl Default for Preprocessing {
             start_id: 1,
             oov_id: 2,
             index_from: 3,
+            ngrams: 1,
         }
     }
 }

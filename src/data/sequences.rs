@@ -5,6 +5,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::archive::{RawDataset, Review};
+use super::ngrams::NgramTable;
 use super::vocab::{rank_to_id, Vocabulary};
 use super::{Preprocessing, Side};
 
@@ -113,6 +114,8 @@ impl Encoded {
 pub struct Dataset {
     /// Only the words a model with `num_words` keeps, in rank order.
     pub vocab: Vocabulary,
+    /// The n-grams of the training data and their ids, when `ngrams` > 1.
+    pub ngrams: Option<NgramTable>,
     /// Training split.
     pub train: Encoded,
     /// Test split.
@@ -126,15 +129,20 @@ impl Preprocessing {
         Ok(crate::validate::preprocessing(self)?)
     }
 
-    /// Encodes one text and pads it to `maxlen` (the row `predict` feeds the model).
-    pub fn encode_padded(&self, vocab: &Vocabulary, text: &str) -> Vec<u32> {
+    /// Encodes one text and pads it to `maxlen` (the row `predict` feeds the model), with the
+    /// ids of its n-grams in `ngrams` appended first when the model has a table.
+    pub fn encode_padded(
+        &self,
+        vocab: &Vocabulary,
+        ngrams: Option<&NgramTable>,
+        text: &str,
+    ) -> Vec<u32> {
         let mut row = vec![self.pad_id; self.maxlen];
-        pad_into(
-            &mut row,
-            &vocab.encode(text, self),
-            self.padding,
-            self.truncating,
-        );
+        let mut ids = vocab.encode(text, self);
+        if let Some(t) = ngrams {
+            t.extend(&ids.clone(), &mut ids);
+        }
+        pad_into(&mut row, &ids, self.padding, self.truncating);
         row
     }
 }
@@ -215,9 +223,27 @@ pub fn prepare(raw: &RawDataset, pre: &Preprocessing, seed: u64) -> Result<Datas
             ids
         })
         .collect();
-    let test_seqs = encode_all(&raw.test, &vocab, pre);
+    let mut test_seqs = encode_all(&raw.test, &vocab, pre);
+    let mut train_seqs = train_seqs;
+    let ngrams = match pre.ngrams {
+        1 => None,
+        n => {
+            let start = NgramTable::keras_start_id(pre.num_words)?;
+            let limit = crate::validate::MAX_NGRAM_TABLE_BYTES;
+            let table = NgramTable::build(train_seqs.iter().map(Vec::as_slice), n, start, limit)?;
+            for s in train_seqs.iter_mut().chain(test_seqs.iter_mut()) {
+                table.extend(&s.clone(), s);
+            }
+            Some(table)
+        }
+    };
     let (train_order, test_order) = shuffled_orders(raw.train.len(), raw.test.len(), seed);
     let train = shuffle_and_pad(train_seqs, &raw.train, pre, &train_order);
     let test = shuffle_and_pad(test_seqs, &raw.test, pre, &test_order);
-    Ok(Dataset { vocab, train, test })
+    Ok(Dataset {
+        vocab,
+        ngrams,
+        train,
+        test,
+    })
 }
