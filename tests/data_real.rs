@@ -68,7 +68,7 @@ fn real_dataset_counts_and_timing() {
     for (split, enc) in [(&raw.train, &d.train), (&raw.test, &d.test)] {
         let mut want: Vec<(Vec<u32>, u8)> = split
             .iter()
-            .map(|r| (pre.encode_padded(&d.vocab, &r.text), r.label))
+            .map(|r| (pre.encode_padded(&d.vocab, None, &r.text), r.label))
             .collect();
         let mut got: Vec<(Vec<u32>, u8)> = (0..enc.len())
             .map(|i| (enc.row(i).to_vec(), enc.y[i] as u8))

@@ -228,7 +228,7 @@ fn encode_padded_matches_prepare_rows() {
         ..Preprocessing::default()
     };
     let d = prepare(&raw(), &pre, 3).unwrap();
-    let row = pre.encode_padded(&d.vocab, "bad bad film");
+    let row = pre.encode_padded(&d.vocab, None, "bad bad film");
     assert_eq!(row, [0, 1, 5, 5, 4]);
     assert!((0..d.train.len()).any(|i| d.train.row(i) == row.as_slice()));
 }

@@ -277,6 +277,7 @@ fn explain_classifier(pre: Preprocessing) -> Classifier {
         labels: imdb_lstm::model_file::imdb_labels(),
         preprocessing: pre,
         vocabulary,
+        ngrams: None,
         training: None,
         tensors: Vec::new(),
     };

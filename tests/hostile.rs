@@ -1164,7 +1164,7 @@ mod vocabulary_properties {
                     prop_assert_eq!(id, want, "token {:?}", tok);
                 }
                 prop_assert_eq!(&kept.encode(t, &p), &ids);
-                let row = p.encode_padded(&kept, t);
+                let row = p.encode_padded(&kept, None, t);
                 prop_assert_eq!(row.len(), p.maxlen);
                 prop_assert!(row.iter().all(|&i| (i as usize) < num_words));
             }

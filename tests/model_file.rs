@@ -71,6 +71,7 @@ fn small_model(seed: u64) -> ModelFile {
         labels: model_file::imdb_labels(),
         preprocessing,
         vocabulary,
+        ngrams: None,
         training: Some(TrainingFacts {
             epochs: 3,
             best_epoch: Some(2),
@@ -216,6 +217,7 @@ fn the_default_config_round_trips_too() {
         labels: model_file::imdb_labels(),
         preprocessing: Preprocessing::default(),
         vocabulary: (0..4996).map(|i| format!("word{i}")).collect(),
+        ngrams: None,
         training: None,
         tensors,
     };

@@ -50,6 +50,7 @@ fn saved_model_predicts_bit_identically() {
         labels: model_file::imdb_labels(),
         preprocessing: pre.clone(),
         vocabulary: ds.vocab.words().to_vec(),
+        ngrams: None,
         training: None,
         tensors: model.arch().named(&state.params).unwrap(),
     };
@@ -76,7 +77,7 @@ fn saved_model_predicts_bit_identically() {
     let rebuilt: Vec<u32> = raw
         .test
         .iter()
-        .flat_map(|r| loaded.preprocessing.encode_padded(&vocab, &r.text))
+        .flat_map(|r| loaded.preprocessing.encode_padded(&vocab, None, &r.text))
         .collect();
     let mut sorted_rows: Vec<&[u32]> = rebuilt.chunks(24).collect();
     let mut trained_rows: Vec<&[u32]> = ds.test.x.chunks(24).collect();

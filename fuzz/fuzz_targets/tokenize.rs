@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(ids.len(), tokens.len() + 1);
     assert_eq!(ids, kept.encode(&text, &pre));
     assert!(ids.iter().all(|&i| (i as usize) < pre.num_words));
-    let row = pre.encode_padded(&kept, &text);
+    let row = pre.encode_padded(&kept, None, &text);
     assert_eq!(row.len(), pre.maxlen);
     assert!(row.iter().all(|&i| (i as usize) < pre.num_words));
 });

@@ -27,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Train a model (the tutorial's Embedding -> LSTM -> Dense by default; see --arch) on the
     /// IMDB reviews.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Classify reviews with a trained model file.
     Predict(predict::PredictArgs),
     /// Loss, accuracy, precision, recall, F1 and the confusion matrix on the test set.

@@ -19,6 +19,9 @@ use std::ops::Range;
 /// The most parameters a model may have (1 GiB of f32), as `train` refuses today.
 pub const MAX_PARAMS: usize = 1 << 28;
 
+/// A parameter tensor by name, as a model file holds it: (name, shape, values).
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// An activation function, by its Keras name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -429,7 +432,7 @@ impl Arch {
     }
 
     /// The flat parameter buffer as (name, shape, values) tensors, in file order.
-    pub fn named(&self, params: &[f32]) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn named(&self, params: &[f32]) -> Result<Vec<NamedTensor>> {
         let layout = self.layout()?;
         let total = layout.last().map_or(0, |(_, r)| r.end);
         ensure!(
@@ -445,7 +448,7 @@ impl Arch {
 
     /// The flat parameter buffer from named tensors (as a model file holds them); every tensor
     /// of the layers must be there with its shape.
-    pub fn from_named(&self, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<f32>> {
+    pub fn from_named(&self, tensors: &[NamedTensor]) -> Result<Vec<f32>> {
         let layout = self.layout()?;
         let mut params = vec![0.0; layout.last().map_or(0, |(_, r)| r.end)];
         for (t, r) in layout {
