@@ -171,7 +171,7 @@ fn wire_bench_times_a_preset_with_its_flops() {
     use imdb_lstm::nn::arch::preset;
     let tmp = tempfile::tempdir().unwrap();
     let archive = common::tiny_archive(tmp.path(), 10);
-    for (name, table) in [("gru", true), ("cnn", false)] {
+    for (name, table) in [("gru", true), ("cnn", false), ("fasttext", false)] {
         let (code, out, err) = common::run(
             common::bin()
                 .args(["bench", "--arch", name, "--threads", "1", "--epochs", "1"])
@@ -205,20 +205,21 @@ fn wire_bench_times_a_preset_with_its_flops() {
     }
 }
 
-/// Where bench refuses an arch: fasttext is not offered, and the scaling table is the lstm's.
+/// Where bench refuses an arch: an unknown name (the presets are listed), and the scaling
+/// table is the lstm's.
 #[test]
 fn wire_bench_refuses_what_it_cannot_time() {
     let tmp = tempfile::tempdir().unwrap();
     let archive = common::tiny_archive(tmp.path(), 4);
     let (code, _, err) = common::run(
         common::bin()
-            .args(["bench", "--arch", "fasttext", "--data"])
+            .args(["bench", "--arch", "transformer", "--data"])
             .arg(&archive),
     );
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("invalid value 'fasttext' for '--arch <NAME>'")
-            && err.contains("lstm, gru, bilstm, stacked-lstm, cnn, cnn-lstm"),
+        err.contains("invalid value 'transformer' for '--arch <NAME>'")
+            && err.contains("lstm, gru, bilstm, stacked-lstm, cnn, cnn-lstm, fasttext"),
         "{err}"
     );
     let (code, out, err) = common::run(
