@@ -11,6 +11,7 @@
 pub mod atomic;
 pub mod cli;
 pub mod data;
+pub mod export;
 pub mod infer;
 pub mod model_file;
 pub mod nn;
