@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod evaluate;
+pub mod export;
 pub mod predict;
 pub mod train;
 
@@ -54,6 +55,8 @@ pub enum Command {
     },
     /// Measure training and inference speed and memory on the real data.
     Bench(bench::BenchArgs),
+    /// Write a model file as ONNX, with its preprocessing, for other runtimes.
+    Export(export::ExportArgs),
 }
 
 /// Where the reviews come from (shared by train, evaluate and bench).
@@ -462,6 +465,7 @@ fn run(cli: Cli) -> Result<()> {
             predict::write_stdout([msg], "the result")
         }
         Command::Bench(args) => bench::run(&args),
+        Command::Export(args) => export::run(&args),
     }
 }
 
