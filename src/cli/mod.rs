@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod evaluate;
 pub mod predict;
+pub mod serve;
 pub mod train;
 
 use crate::data::{Preprocessing, Side};
@@ -54,6 +55,8 @@ pub enum Command {
     },
     /// Measure training and inference speed and memory on the real data.
     Bench(bench::BenchArgs),
+    /// Answer over HTTP: /v1/predict, /v1/explain, /v1/model, /healthz and a page at /.
+    Serve(serve::ServeArgs),
 }
 
 /// Where the reviews come from (shared by train, evaluate and bench).
@@ -461,6 +464,7 @@ fn run(cli: Cli) -> Result<()> {
             predict::write_stdout([msg], "the result")
         }
         Command::Bench(args) => bench::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 
