@@ -72,6 +72,15 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json_response(status, &json!({ "error": message.into() }))
 }
 
+/// A request refused: the status and the message of its JSON error.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
 fn json_response(status: StatusCode, v: &Value) -> Response {
     let body = serde_json::to_vec(v).expect("JSON values serialise");
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -184,9 +193,9 @@ fn parse<T: for<'de> Deserialize<'de>>(
     body: Result<Bytes, BytesRejection>,
     limits: &Limits,
     shape: &str,
-) -> Result<T, Response> {
+) -> Result<T, Refusal> {
     let bytes = body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => error(
+        StatusCode::PAYLOAD_TOO_LARGE => Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the body is larger than --max-body {} bytes: send fewer or shorter texts per \
@@ -194,14 +203,14 @@ fn parse<T: for<'de> Deserialize<'de>>(
                 limits.max_body
             ),
         ),
-        s => error(s, format!("cannot read the body: {}", r.body_text())),
+        s => Refusal(s, format!("cannot read the body: {}", r.body_text())),
     })?;
     // serde reads a struct from a list too (`[["a review"]]`): only an object is a request.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|&b| b != b'{')
         && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
     {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::BAD_REQUEST,
             format!("the body is not {shape}: it must be a JSON object"),
         ));
@@ -211,7 +220,7 @@ fn parse<T: for<'de> Deserialize<'de>>(
             serde_json::error::Category::Data => "is not",
             _ => "is not JSON, so not",
         };
-        error(
+        Refusal(
             StatusCode::BAD_REQUEST,
             format!("the body {what} {shape}: {e}"),
         )
@@ -219,9 +228,9 @@ fn parse<T: for<'de> Deserialize<'de>>(
 }
 
 /// Checks one text against the length limit; `which` names it in the message.
-fn check_text(text: &str, which: &str, limits: &Limits) -> Result<(), Response> {
+fn check_text(text: &str, which: &str, limits: &Limits) -> Result<(), Refusal> {
     if text.len() > limits.max_text_bytes {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "{which} is {} bytes, more than --max-text-bytes {}: shorten it",
@@ -234,16 +243,16 @@ fn check_text(text: &str, which: &str, limits: &Limits) -> Result<(), Response> 
 }
 
 /// Queues `job` and waits for its answer.
-async fn ask<T>(app: &App, job: Job, rx: oneshot::Receiver<T>) -> Result<T, Response> {
+async fn ask<T>(app: &App, job: Job, rx: oneshot::Receiver<T>) -> Result<T, Refusal> {
     let stopped = || {
-        error(
+        Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the model has stopped answering",
+            "the model has stopped answering".into(),
         )
     };
     match app.batcher.submit(job) {
         Ok(()) => rx.await.map_err(|_| stopped()),
-        Err(Refused::Full) => Err(error(
+        Err(Refused::Full) => Err(Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "busy: {} requests are already waiting for the model; retry shortly",
@@ -268,13 +277,13 @@ async fn predict(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection
         let req: PredictRequest = parse(body, &app.limits, PREDICT_SHAPE)?;
         let n = req.texts.len();
         if n == 0 {
-            return Err(error(
+            return Err(Refusal(
                 StatusCode::BAD_REQUEST,
-                "texts is empty: give at least one text",
+                "texts is empty: give at least one text".into(),
             ));
         }
         if n > app.limits.max_texts {
-            return Err(error(
+            return Err(Refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "{n} texts in one request, more than --max-texts {}: split them",
@@ -305,7 +314,7 @@ async fn predict(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection
             &json!({ "predictions": predictions }),
         ))
     };
-    r.await.unwrap_or_else(|e| e)
+    r.await.unwrap_or_else(|e| e.into_response())
 }
 
 /// Text `index`'s answer in `predict --json`'s shape (`index`, `line`, `probability`, `label`;
@@ -343,7 +352,7 @@ async fn explain_route(
     let r = async {
         let req: ExplainRequest = parse(body, &app.limits, EXPLAIN_SHAPE)?;
         check_text(&req.text, "text", &app.limits)?;
-        let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
+        let bad = |m: String| Refusal(StatusCode::BAD_REQUEST, m);
         let name = req.method.as_deref().unwrap_or(explain::METHODS[1]);
         let Some(method) = Method::from_name(name, req.steps) else {
             let shown: String = name.chars().take(100).collect();
@@ -376,8 +385,8 @@ async fn explain_route(
                 StatusCode::OK,
                 &serde_json::to_value(&e).expect("an explanation is plain data"),
             )),
-            Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+            Err(e) => Err(Refusal(StatusCode::INTERNAL_SERVER_ERROR, e)),
         }
     };
-    r.await.unwrap_or_else(|e| e)
+    r.await.unwrap_or_else(|e| e.into_response())
 }
