@@ -191,7 +191,7 @@ fn main() -> Result<()> {
     let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)));
     println!(
         "{} clients, {:.1} s, {} text(s) per request: {:.0} requests/s, {:.0} texts/s, \
-         p50 {:.1} ms, p99 {:.1} ms, {errors} errors, server peak RSS {} MiB, exit {status}",
+         p50 {:.1} ms, p99 {:.1} ms, {errors} errors, server peak RSS {} MiB, server {status}",
         a.clients,
         took,
         a.texts,

@@ -92,7 +92,9 @@ fn serve_endpoints_answer() {
         roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{pic}: {e}"));
     }
 
-    let t = texts(5);
+    let mut t = texts(4);
+    // Markup, escapes and other scripts are just text.
+    t.push("<script>alert(1)</script>\u{1b}[2J 😀 très bien, wonderful".into());
     let (status, _, p) = serve_http(
         "POST",
         &format!("{u}/v1/predict"),
@@ -120,6 +122,21 @@ fn serve_endpoints_answer() {
             "{g}"
         );
     }
+
+    // No words, or a NUL: answered as an empty review.
+    let (status, _, p) = serve_http(
+        "POST",
+        &format!("{u}/v1/predict"),
+        Some(r#"{"texts": ["", "\u0000", "   "]}"#),
+    );
+    assert_eq!(status, 200, "{p}");
+    let empty = body_json(&p)["predictions"].as_array().unwrap().clone();
+    assert!(
+        empty
+            .iter()
+            .all(|e| e["probability"] == empty[0]["probability"]),
+        "{p}"
+    );
 
     let text = "A superb film, I loved the wonderful story, zork";
     for method in ["integrated-gradients", "occlusion"] {
@@ -325,6 +342,22 @@ fn serve_refuses_bad_requests() {
         &["text is 101 bytes"],
         "explained text too long",
     );
+    // A body announced as 10 GB is refused before it is read.
+    let (got, _) = raw_exchange(
+        s.addr(),
+        b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 10000000000\r\n\r\n",
+        10,
+    );
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    assert!(got.contains("--max-body 2048"), "{got}");
+    // A chunked body, of no announced length, is cut off at the limit.
+    let mut chunked =
+        b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nc00\r\n"
+            .to_vec();
+    chunked.extend(vec![b' '; 2100]);
+    let (got, _) = raw_exchange(s.addr(), &chunked, 10);
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    assert!(got.contains("--max-body 2048"), "{got}");
     refused(
         serve_http("GET", &format!("{u}/v2/predict"), None),
         404,

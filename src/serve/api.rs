@@ -6,8 +6,6 @@ use super::batch::{Batcher, Job, Refused};
 use super::Limits;
 use crate::explain::{self, Method};
 use crate::infer::label_name;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -48,7 +46,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/predict", only(post(predict)))
         .route("/v1/explain", only(post(explain_route)))
         .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(limits.max_body))
         .layer(axum::middleware::from_fn_with_state(
             limits.timeout,
             deadline,
@@ -189,22 +186,43 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 
 /// The body as a `T`, or the error to answer: over the limit (413), not JSON or not the
 /// request's shape (400).
-fn parse<T: for<'de> Deserialize<'de>>(
-    body: Result<Bytes, BytesRejection>,
+async fn parse<T: for<'de> Deserialize<'de>>(
+    req: Request,
     limits: &Limits,
     shape: &str,
 ) -> Result<T, Refusal> {
-    let bytes = body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => Refusal(
+    let too_large = || {
+        Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the body is larger than --max-body {} bytes: send fewer or shorter texts per \
                  request",
                 limits.max_body
             ),
-        ),
-        s => Refusal(s, format!("cannot read the body: {}", r.body_text())),
-    })?;
+        )
+    };
+    // A body announced as too large is refused before a byte of it is read.
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limits.max_body as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limits.max_body)
+        .await
+        .map_err(|e| {
+            // The length limit, or a body that broke off.
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            match over {
+                true => too_large(),
+                false => Refusal(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                ),
+            }
+        })?;
     // serde reads a struct from a list too (`[["a review"]]`): only an object is a request.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|&b| b != b'{')
@@ -272,9 +290,9 @@ struct PredictRequest {
 const PREDICT_SHAPE: &str = r#"a predict request ({"texts": ["a review", ...]})"#;
 const EXPLAIN_SHAPE: &str = r#"an explain request ({"text": "a review", "method": "occlusion" or "integrated-gradients", "steps": N})"#;
 
-async fn predict(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn predict(State(app): State<Arc<App>>, body: Request) -> Response {
     let r = async {
-        let req: PredictRequest = parse(body, &app.limits, PREDICT_SHAPE)?;
+        let req: PredictRequest = parse(body, &app.limits, PREDICT_SHAPE).await?;
         let n = req.texts.len();
         if n == 0 {
             return Err(Refusal(
@@ -345,12 +363,9 @@ struct ExplainRequest {
     steps: Option<usize>,
 }
 
-async fn explain_route(
-    State(app): State<Arc<App>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn explain_route(State(app): State<Arc<App>>, body: Request) -> Response {
     let r = async {
-        let req: ExplainRequest = parse(body, &app.limits, EXPLAIN_SHAPE)?;
+        let req: ExplainRequest = parse(body, &app.limits, EXPLAIN_SHAPE).await?;
         check_text(&req.text, "text", &app.limits)?;
         let bad = |m: String| Refusal(StatusCode::BAD_REQUEST, m);
         let name = req.method.as_deref().unwrap_or(explain::METHODS[1]);
