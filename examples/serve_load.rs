@@ -5,7 +5,8 @@
 //! `predict` does). Bounded and loopback only: it talks to the server it started and nothing else.
 //!
 //! `cargo build --release && cargo run --release --example serve_load -- --model M
-//!  [--file REVIEWS.txt] [--clients 64] [--seconds 30] [--texts 1] [--threads N]`
+//!  [--file REVIEWS.txt] [--clients 64] [--seconds 30] [--texts 1] [--threads N] [--max-batch N]`
+//! (`--max-batch 1` turns batching off, for comparison).
 //! `--file`: reviews one per line (default: synthetic reviews of about 230 words, the IMDB mean).
 
 use anyhow::{bail, Context, Result};
@@ -21,6 +22,7 @@ struct Args {
     seconds: f64,
     texts: usize,
     threads: Option<usize>,
+    max_batch: Option<usize>,
 }
 
 fn args() -> Result<Args> {
@@ -31,6 +33,7 @@ fn args() -> Result<Args> {
         seconds: 30.0,
         texts: 1,
         threads: None,
+        max_batch: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,6 +45,7 @@ fn args() -> Result<Args> {
             "--seconds" => a.seconds = value()?.parse()?,
             "--texts" => a.texts = value()?.parse()?,
             "--threads" => a.threads = Some(value()?.parse()?),
+            "--max-batch" => a.max_batch = Some(value()?.parse()?),
             f => bail!("unknown flag {f}; see the comment at the top of examples/serve_load.rs"),
         }
     }
@@ -127,6 +131,9 @@ fn main() -> Result<()> {
         .stdout(Stdio::piped());
     if let Some(t) = a.threads {
         cmd.args(["--threads", &t.to_string()]);
+    }
+    if let Some(b) = a.max_batch {
+        cmd.args(["--max-batch", &b.to_string()]);
     }
     let mut server = cmd.spawn()?;
     let mut first = String::new();

@@ -34,7 +34,7 @@ pub struct App {
     pub history_svg: Option<String>,
 }
 
-/// The routes, with the body limit and the per-request deadline.
+/// The routes, each request under the deadline (bodies are read, within --max-body, by `parse`).
 pub fn router(app: Arc<App>) -> Router {
     let limits = app.limits;
     Router::new()
