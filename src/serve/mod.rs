@@ -172,14 +172,21 @@ async fn accept_loop(
         });
     };
     drop(listener);
-    eprintln!("{signal}: no new connections; finishing the requests in flight");
+    // Best effort: a closed stderr must not turn a clean stop into a panic.
+    let _ = writeln!(
+        std::io::stderr(),
+        "{signal}: no new connections; finishing the requests in flight"
+    );
     // In-flight requests end within the request timeout; idle connections close at once.
     let grace = cfg.limits.timeout + Duration::from_secs(1);
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        eprintln!("warning: some connections were still open after {grace:?}; closing them");
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: some connections were still open after {grace:?}; closing them"
+        );
     }
     Ok(())
 }
