@@ -5,6 +5,7 @@ pub mod bench;
 pub mod evaluate;
 pub mod export;
 pub mod predict;
+pub mod serve;
 pub mod train;
 
 use crate::data::{Preprocessing, Side};
@@ -57,6 +58,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write a model file as ONNX, with its preprocessing, for other runtimes.
     Export(export::ExportArgs),
+    /// Answer over HTTP: /v1/predict, /v1/explain, /v1/model, /healthz and a page at /.
+    Serve(serve::ServeArgs),
 }
 
 /// Where the reviews come from (shared by train, evaluate and bench).
@@ -466,6 +469,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 

@@ -215,3 +215,138 @@ pub fn assert_refused(
     eprintln!("[exit {got}] {}", err.trim_end());
     err
 }
+
+/// A tiny trained model in its run folder (history.svg beside it), made once per test process,
+/// for the `serve` tests.
+pub fn serve_model() -> &'static PathBuf {
+    static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let archive = tiny_archive(&dir, 20);
+        let (code, _, err) = run(bin()
+            .args([
+                "train",
+                "--epochs",
+                "2",
+                "--quiet",
+                "--threads",
+                "2",
+                "--data",
+            ])
+            .arg(&archive)
+            .arg("--out")
+            .arg(dir.join("run"))
+            .args(small_model_flags()));
+        assert_eq!(code, 0, "{err}");
+        dir.join("run/model.safetensors")
+    })
+}
+
+/// A running `imdb-lstm serve`; killed when dropped (see [`ServeHandle::stop`] for SIGTERM).
+pub struct ServeHandle {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`, from the first line the server printed.
+    pub url: String,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// Starts `serve --model MODEL --addr 127.0.0.1:0 --threads 2 EXTRA...` and waits until it
+/// listens.
+pub fn serve_start(model: &Path, extra: &[&str]) -> ServeHandle {
+    use std::io::{BufRead, Read};
+    use std::process::Stdio;
+    let mut child = bin()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--threads",
+            "2",
+            "--model",
+        ])
+        .arg(model)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut err = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    let Some(url) = first.trim().strip_prefix("listening on ") else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "serve did not start: stdout {first:?}, stderr {:?}",
+            stderr.join().unwrap()
+        );
+    };
+    ServeHandle {
+        url: url.to_string(),
+        child,
+        stderr: Some(stderr),
+    }
+}
+
+impl ServeHandle {
+    /// `host:port` of the server.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        let r = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(r, 0, "kill failed");
+    }
+
+    /// Waits (at most `secs` seconds) for the server to exit; returns its exit code and stderr.
+    pub fn wait(mut self, secs: u64) -> (i32, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("serve still ran {secs} s after it was told to stop");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let err = self.stderr.take().unwrap().join().unwrap();
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+impl Drop for ServeHandle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP request to the server: `(status, content type, body)`, errors included.
+pub fn serve_http(method: &str, url: &str, body: Option<&str>) -> (u16, String, String) {
+    let req = ureq::request(method, url).timeout(std::time::Duration::from_secs(60));
+    let r = match body {
+        Some(b) => req.set("content-type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let ct = resp.content_type().to_string();
+    (status, ct, resp.into_string().unwrap())
+}
