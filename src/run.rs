@@ -324,7 +324,11 @@ struct Prepared {
 fn prepare_data(source: &Path, plan: &TrainPlan, quiet: bool) -> Result<(Prepared, String)> {
     let (mut ds, labels, val_file) = match &plan.own {
         None => (
-            load_data(source, plan, quiet)?,
+            // A file in no format at all: say so beside what the aclImdb reader expected.
+            load_data(source, plan, quiet).map_err(|e| match data::Format::detect(source) {
+                Err(d) if !source.is_dir() => e.context(format!("{d:#}")),
+                _ => e,
+            })?,
             crate::model_file::imdb_labels(),
             None,
         ),

@@ -93,7 +93,13 @@ impl FormatArgs {
             (Some(Format::AclImdb), _) => Format::AclImdb,
             (Some(f), Some(_)) => f,
             (Some(f), None) => bail!("--format {}: give the data file with --data PATH", f.name()),
-            (None, Some(p)) if p.exists() => Format::detect(p)?,
+            // Anything else (a folder without subfolders, a file of no known format) goes to
+            // the aclImdb reader, whose messages say what it expected.
+            (None, Some(p)) => match Format::detect(p) {
+                Ok(Format::Folders) if !has_subfolder(p) => Format::AclImdb,
+                Ok(f) => f,
+                Err(_) => Format::AclImdb,
+            },
             (None, _) => Format::AclImdb,
         };
         if format == Format::AclImdb {
@@ -136,6 +142,15 @@ impl FormatArgs {
             max_record_bytes: d.max_record_bytes,
         }
     }
+}
+
+/// Whether `dir` holds a folder (not a hidden one): a candidate for class folders.
+fn has_subfolder(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| !e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir())
+    })
 }
 
 /// Flags of `train`; every default is the Keras tutorial's.
