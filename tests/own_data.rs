@@ -463,3 +463,58 @@ fn real_trec_quick() {
     );
     assert!(out.contains("600 train sequences") && out.contains("500 test sequences"));
 }
+
+/// `--resume` on own data: the checkpoint keeps the format options, the test file and the head;
+/// a resumed run reads the same data again, and data that changed is refused. (The checkpoint of
+/// a finished 1-epoch run is turned into an unfinished 2-epoch one.)
+#[test]
+fn resume_reads_own_data_again_and_refuses_changed_data() {
+    use imdb_lstm::train::checkpoint;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write(
+        tmp.path(),
+        "d.jsonl",
+        jsonl(&rows(3, 20, 0), "body", "topic"),
+    );
+    let test = write(
+        tmp.path(),
+        "t.jsonl",
+        jsonl(&rows(3, 5, 500), "body", "topic"),
+    );
+    let dir = tmp.path().join("run");
+    let flags = [
+        "--text-column",
+        "body",
+        "--label-column",
+        "topic",
+        "--epochs",
+        "1",
+    ];
+    let mut t = train(&data, &dir, &flags);
+    t.arg("--test-data").arg(&test);
+    ok(&mut t);
+    let mut ck = checkpoint::load(&dir).unwrap();
+    ck.spec.plan.train.epochs = 2;
+    ck.finished = false;
+    checkpoint::save(&dir, &ck).unwrap();
+    let mut r = bin();
+    r.args(["train", "--resume"]).arg(&dir);
+    let out = ok(&mut r);
+    assert!(
+        out.contains("(jsonl): 3 labels: cooking, sport, weather"),
+        "{out}"
+    );
+    assert!(out.contains("15 test sequences"), "{out}");
+    let ck = checkpoint::load(&dir).unwrap();
+    assert!(ck.finished && ck.state.epochs_done() == 2);
+
+    let mut ck = ck;
+    ck.spec.plan.train.epochs = 3;
+    ck.finished = false;
+    checkpoint::save(&dir, &ck).unwrap();
+    std::fs::write(&test, jsonl(&rows(3, 4, 500), "body", "topic")).unwrap();
+    let mut r = bin();
+    r.args(["train", "--resume"]).arg(&dir);
+    let got = run(&mut r);
+    assert_refused(&r, got, 1, &["no longer gives the sequences"]);
+}
