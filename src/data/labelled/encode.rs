@@ -134,50 +134,48 @@ pub fn load_own(
     let vocab = full.kept(pre);
     drop(full);
 
-    let (mut train_rows, mut test_rows) = (Vec::new(), Vec::new());
-    for (r, window) in d.items.iter().enumerate() {
-        let held_out = held.as_ref().is_some_and(|(_, h)| h[r]);
-        let row: Vec<u32> = window
-            .iter()
-            .map(|&w| {
-                if w == START {
-                    pre.start_id
-                } else {
-                    to_id[w as usize]
-                }
-            })
-            .collect();
-        let y = label_of(&d.labels, r);
-        match held_out {
-            true => test_rows.push((row, y)),
-            false => train_rows.push((row, y)),
-        }
-    }
-    drop(d);
-    let read_other = |path: &Path| -> Result<Vec<(Vec<u32>, f32)>> {
+    // The rows go straight from the kept windows into the padded buffers, in the seed's order.
+    let ys: Vec<f32> = (0..d.labels.len())
+        .map(|r| label_of(&d.labels, r))
+        .collect();
+    let (train_idx, held_idx): (Vec<usize>, Vec<usize>) =
+        (0..d.items.len()).partition(|&r| !held.as_ref().is_some_and(|(_, h)| h[r]));
+    let to_final = |w: u32| match w {
+        START => pre.start_id,
+        w => to_id[w as usize],
+    };
+    let read_other = |path: &Path| -> Result<(Vec<Vec<u32>>, Vec<f32>)> {
         let o = read_labelled(path, opts, Some(&label_set), |t| {
             pre.encode_padded(&vocab, &t)
         })?;
-        Ok(o.items
-            .into_iter()
-            .enumerate()
-            .map(|(r, row)| (row, o.labels.get(r)[0] as f32))
-            .collect())
+        let ys = (0..o.labels.len())
+            .map(|r| o.labels.get(r)[0] as f32)
+            .collect();
+        Ok((o.items, ys))
     };
-    if let Some(t) = src.test {
-        test_rows = read_other(t)?;
-    }
+    let test_file = src.test.map(read_other).transpose()?;
     let validation = match src.validation {
-        Some(v) => Some(padded(read_other(v)?, None, pre)),
+        Some(v) => {
+            let (rows, ys) = read_other(v)?;
+            let order: Vec<usize> = (0..rows.len()).collect();
+            Some(padded(&rows, &ys, &order, pre, |w| w))
+        }
         None => None,
     };
-    let (train_order, test_order) = shuffled_orders(train_rows.len(), test_rows.len(), seed);
+    let n_test = test_file.as_ref().map_or(held_idx.len(), |t| t.1.len());
+    let (train_order, test_order) = shuffled_orders(train_idx.len(), n_test, seed);
+    let train_order: Vec<usize> = train_order.iter().map(|&o| train_idx[o]).collect();
+    let train = padded(&d.items, &ys, &train_order, pre, to_final);
+    let test = match &test_file {
+        Some((rows, ys)) => padded(rows, ys, &test_order, pre, |w| w),
+        None => {
+            let order: Vec<usize> = test_order.iter().map(|&o| held_idx[o]).collect();
+            padded(&d.items, &ys, &order, pre, to_final)
+        }
+    };
+    drop(d);
     Ok(OwnSets {
-        ds: Dataset {
-            vocab,
-            train: padded(train_rows, Some(&train_order), pre),
-            test: padded(test_rows, Some(&test_order), pre),
-        },
+        ds: Dataset { vocab, train, test },
         validation,
         label_set,
         test_held_out: src.test.is_none(),
@@ -199,33 +197,29 @@ fn kept_window(seq: &[u32], pre: &Preprocessing) -> Box<[u32]> {
     }
 }
 
-/// Rows (padded when shorter) in `order` (file order when `None`) as one [`Encoded`].
-fn padded(rows: Vec<(Vec<u32>, f32)>, order: Option<&[usize]>, pre: &Preprocessing) -> Encoded {
-    let n = rows.len();
-    let mut x = Vec::with_capacity(n * pre.maxlen);
-    let mut y = Vec::with_capacity(n);
-    let file_order: Vec<usize>;
-    let order = match order {
-        Some(o) => o,
-        None => {
-            file_order = (0..n).collect();
-            &file_order
-        }
-    };
-    for &r in order {
-        let (row, label) = &rows[r];
-        x.extend(pad_sequences(
-            std::slice::from_ref(row),
+/// Rows `order` of `rows` (ids mapped by `map`, padded when shorter) with their labels `ys`, as
+/// one [`Encoded`].
+fn padded<R: AsRef<[u32]>>(
+    rows: &[R],
+    ys: &[f32],
+    order: &[usize],
+    pre: &Preprocessing,
+    map: impl Fn(u32) -> u32,
+) -> Encoded {
+    let mut x = vec![pre.pad_id; order.len() * pre.maxlen];
+    for (out, &r) in x.chunks_exact_mut(pre.maxlen).zip(order) {
+        let row: Vec<u32> = rows[r].as_ref().iter().map(|&w| map(w)).collect();
+        out.copy_from_slice(&pad_sequences(
+            std::slice::from_ref(&row),
             pre.maxlen,
             pre.padding,
             pre.truncating,
             pre.pad_id,
         ));
-        y.push(*label);
     }
     Encoded {
         x,
-        y,
+        y: order.iter().map(|&r| ys[r]).collect(),
         maxlen: pre.maxlen,
     }
 }
