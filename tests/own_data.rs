@@ -518,3 +518,42 @@ fn resume_reads_own_data_again_and_refuses_changed_data() {
     let got = run(&mut r);
     assert_refused(&r, got, 1, &["no longer gives the sequences"]);
 }
+
+/// The real SST-1 sentences (5 labels, JSONL), a quick run with dev.jsonl as the validation data
+/// for early stopping and test.jsonl scored once at the end.
+#[test]
+fn real_sst1_quick_with_validation_data() {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/sst1");
+    if !shared.join("train.jsonl").exists() {
+        eprintln!(
+            "note: {} is absent: skipping this real-data test",
+            shared.display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (dev, test) = (shared.join("dev.jsonl"), shared.join("test.jsonl"));
+    let out = ok(&mut train(
+        &shared.join("train.jsonl"),
+        &tmp.path().join("run"),
+        &[
+            "--validation-data",
+            dev.to_str().unwrap(),
+            "--test-data",
+            test.to_str().unwrap(),
+            "--early-stopping",
+            "1",
+            "--limit",
+            "300",
+            "--epochs",
+            "2",
+        ],
+    ));
+    assert!(out.contains("5 labels: negative, neutral, positive, very negative, very positive"));
+    assert!(out.contains("1101 validation sequences"), "{out}");
+    let dev = dev.canonicalize().unwrap();
+    assert!(
+        out.contains(&format!("validation uses {}", dev.display())),
+        "{out}"
+    );
+}
