@@ -641,10 +641,20 @@ pub fn resume(given: &Path, opts: &RunOptions) -> Result<()> {
                 spec.data.display()
             );
         }
+        // Own data: the test and validation files are part of it.
+        let mut files = vec![spec.data.display().to_string()];
+        if let Some(own) = &plan.own {
+            files.extend(
+                [&own.test, &own.validation]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.display().to_string()),
+            );
+        }
         bail!(
-            "the data at {} no longer gives the sequences the run in {} was trained on (the \
-             file changed?): it cannot be resumed exactly; start a new run",
-            spec.data.display(),
+            "the data at {} no longer gives the sequences the run in {} was trained on (a file \
+             changed?): it cannot be resumed exactly; start a new run",
+            files.join(" and "),
             dir.display()
         );
     }

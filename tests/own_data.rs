@@ -516,7 +516,9 @@ fn resume_reads_own_data_again_and_refuses_changed_data() {
     let mut r = bin();
     r.args(["train", "--resume"]).arg(&dir);
     let got = run(&mut r);
-    assert_refused(&r, got, 1, &["no longer gives the sequences"]);
+    let t = test.canonicalize().unwrap();
+    let want = format!("d.jsonl and {} no longer gives the sequences", t.display());
+    assert_refused(&r, got, 1, &[&want]);
 }
 
 /// The real SST-1 sentences (5 labels, JSONL), a quick run with dev.jsonl as the validation data
