@@ -41,6 +41,89 @@ pub struct OwnSets {
 /// Marks the start id in a kept window (ids are local word ids until the vocabulary exists).
 const START: u32 = u32::MAX;
 
+/// Training texts tokenised at a time (a few MB of text).
+const CHUNK: usize = 8192;
+
+/// Words as ids in order of first sight, with their counts in the training part.
+#[derive(Default)]
+struct Interner {
+    index: WordMap<u32>,
+    words: Vec<String>,
+    counts: Vec<u64>,
+}
+
+impl Interner {
+    fn id(&mut self, word: &str) -> u32 {
+        if let Some(&id) = self.index.get(word) {
+            return id;
+        }
+        let id = self.words.len() as u32;
+        self.index.insert(word.to_string(), id);
+        self.words.push(word.to_string());
+        self.counts.push(0);
+        id
+    }
+}
+
+/// The kept windows of `texts` (each with whether its words count) in `global`'s ids: each
+/// thread tokenises a part into its own ids, then they are mapped in part order. Ids differ with
+/// the thread count, the words and counts do not (and the vocabulary ranks by those alone).
+fn intern_chunk(
+    texts: &[(String, bool)],
+    global: &mut Interner,
+    pre: &Preprocessing,
+    threads: usize,
+) -> Vec<Box<[u32]>> {
+    let per = texts.len().div_ceil(threads).max(1);
+    let parts: Vec<(Interner, Vec<Box<[u32]>>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = texts
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || {
+                    let (mut local, mut buf) = (Interner::default(), Vec::new());
+                    let windows: Vec<Box<[u32]>> = part
+                        .iter()
+                        .map(|(text, counted)| {
+                            buf.clear();
+                            for_each_token(text, |tok| {
+                                let id = local.id(tok);
+                                local.counts[id as usize] += *counted as u64;
+                                buf.push(id);
+                            });
+                            kept_window(&buf, pre)
+                        })
+                        .collect();
+                    (local, windows)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(texts.len());
+    for (local, windows) in parts {
+        let to_global: Vec<u32> = local
+            .words
+            .iter()
+            .zip(&local.counts)
+            .map(|(w, &c)| {
+                let id = global.id(w);
+                global.counts[id as usize] += c;
+                id
+            })
+            .collect();
+        for mut w in windows {
+            for x in w.iter_mut().filter(|x| **x != START) {
+                *x = to_global[*x as usize];
+            }
+            out.push(w);
+        }
+    }
+    out
+}
+
 /// Reads `src` with `opts`. Without a test file, `holdout` of each label is held out as the test
 /// set (chosen by `seed`). For two labels `positive` names the positive one (default: the second
 /// in sorted order).
@@ -67,33 +150,28 @@ pub fn load_own(
             Some((d.labels, is_held))
         }
     };
-    // Pass 2: each record's kept window of local word ids; counts from training records only.
-    let mut index: WordMap<u32> = WordMap::default();
-    let (mut words, mut counts): (Vec<String>, Vec<u64>) = (Vec::new(), Vec::new());
-    let mut buf: Vec<u32> = Vec::new();
+    // Pass 2: each record's kept window of word ids; counts from training records only. The
+    // texts are tokenised a chunk at a time on all cores.
+    let mut global = Interner::default();
+    let (mut pending, mut windows): (Vec<(String, bool)>, Vec<Box<[u32]>>) = Default::default();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut i = 0usize;
     let d = read_labelled(src.train, opts, None, |text| {
         let counted = held.as_ref().is_none_or(|(_, h)| h.get(i) != Some(&true));
         i += 1;
-        buf.clear();
-        for_each_token(&text, |tok| {
-            let id = match index.get(tok) {
-                Some(&id) => id,
-                None => {
-                    let id = words.len() as u32;
-                    index.insert(tok.to_string(), id);
-                    words.push(tok.to_string());
-                    counts.push(0);
-                    id
-                }
-            };
-            if counted {
-                counts[id as usize] += 1;
-            }
-            buf.push(id);
-        });
-        kept_window(&buf, pre)
+        pending.push((text, counted));
+        if pending.len() == CHUNK {
+            windows.extend(intern_chunk(&pending, &mut global, pre, threads));
+            pending.clear();
+        }
     })?;
+    windows.extend(intern_chunk(&pending, &mut global, pre, threads));
+    drop(pending);
+    let Interner {
+        index,
+        words,
+        counts,
+    } = global;
     drop(index);
     if d.label_set.kind() == super::TaskKind::MultiLabel {
         bail!(
@@ -139,7 +217,7 @@ pub fn load_own(
         .map(|r| label_of(&d.labels, r))
         .collect();
     let (train_idx, held_idx): (Vec<usize>, Vec<usize>) =
-        (0..d.items.len()).partition(|&r| !held.as_ref().is_some_and(|(_, h)| h[r]));
+        (0..windows.len()).partition(|&r| !held.as_ref().is_some_and(|(_, h)| h[r]));
     let to_final = |w: u32| match w {
         START => pre.start_id,
         w => to_id[w as usize],
@@ -165,12 +243,12 @@ pub fn load_own(
     let n_test = test_file.as_ref().map_or(held_idx.len(), |t| t.1.len());
     let (train_order, test_order) = shuffled_orders(train_idx.len(), n_test, seed);
     let train_order: Vec<usize> = train_order.iter().map(|&o| train_idx[o]).collect();
-    let train = padded(&d.items, &ys, &train_order, pre, to_final);
+    let train = padded(&windows, &ys, &train_order, pre, to_final);
     let test = match &test_file {
         Some((rows, ys)) => padded(rows, ys, &test_order, pre, |w| w),
         None => {
             let order: Vec<usize> = test_order.iter().map(|&o| held_idx[o]).collect();
-            padded(&d.items, &ys, &order, pre, to_final)
+            padded(&windows, &ys, &order, pre, to_final)
         }
     };
     drop(d);
@@ -221,5 +299,57 @@ fn padded<R: AsRef<[u32]>>(
         x,
         y: order.iter().map(|&r| ys[r]).collect(),
         maxlen: pre.maxlen,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any thread count gives the same windows (as words) and the same counts.
+    #[test]
+    fn chunks_tokenise_alike_on_any_thread_count() {
+        let mut texts: Vec<(String, bool)> = (0..50)
+            .map(|i| {
+                (
+                    format!("w{} x y{} w{} the end {i}", i % 7, i % 3, i % 11),
+                    i % 4 != 0,
+                )
+            })
+            .collect();
+        texts.push(("short one".into(), true));
+        let pre = Preprocessing {
+            maxlen: 5,
+            ..Preprocessing::default()
+        };
+        let words_of = |threads| {
+            let mut g = Interner::default();
+            let mut windows = intern_chunk(&texts[..20], &mut g, &pre, threads);
+            windows.extend(intern_chunk(&texts[20..], &mut g, &pre, threads));
+            let shown: Vec<Vec<String>> = windows
+                .iter()
+                .map(|w| {
+                    w.iter()
+                        .map(|&x| match x {
+                            START => "<start>".to_string(),
+                            x => g.words[x as usize].clone(),
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut counts: Vec<(String, u64)> = g.words.into_iter().zip(g.counts).collect();
+            counts.sort();
+            (shown, counts)
+        };
+        let one = words_of(1);
+        // 7 words, maxlen 5: the last 5 are kept (truncating pre), the start marker dropped.
+        assert_eq!(one.0[0], ["y0", "w0", "the", "end", "0"]);
+        assert_eq!(
+            one.1.iter().find(|(w, _)| w == "x"),
+            Some(&("x".into(), 37))
+        );
+        assert_eq!(one.0[50], ["<start>", "short", "one"]);
+        assert_eq!(words_of(3), one);
+        assert_eq!(words_of(7), one);
     }
 }
