@@ -162,6 +162,167 @@ pub fn metrics(logits: &[f32], y: &[f32]) -> Metrics {
     }
 }
 
+/// Precision, recall and F1 of one label (or their average), with the number of true cases.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Scores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+/// The scores of one label.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LabelScores {
+    pub label: String,
+    #[serde(flatten)]
+    pub scores: Scores,
+}
+
+/// Metrics of a classifier over any number of labels (the predicted label is the most probable).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClassReport {
+    pub count: usize,
+    /// Mean cross-entropy, -ln p(true label).
+    pub loss: f64,
+    pub accuracy: f64,
+    pub per_label: Vec<LabelScores>,
+    pub macro_avg: Scores,
+    pub weighted_avg: Scores,
+    /// `confusion[true][predicted]`, in label order.
+    pub confusion: Vec<Vec<usize>>,
+    /// For two labels: ROC AUC and PR AUC (average precision) of the second label's probability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roc_auc: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pr_auc: Option<f64>,
+}
+
+/// The report for `probs` (one row of label probabilities per case, as
+/// [`Classifier::label_probabilities`] gives them) against the true label ids `truth`.
+pub fn class_report(probs: &[Vec<f32>], truth: &[u32], labels: &[String]) -> ClassReport {
+    let k = labels.len();
+    let mut confusion = vec![vec![0usize; k]; k];
+    let mut loss = 0.0;
+    for (p, &t) in probs.iter().zip(truth) {
+        let best = (1..k).fold(0, |m, j| if p[j] > p[m] { j } else { m });
+        confusion[t as usize][best] += 1;
+        loss -= (p[t as usize] as f64).max(1e-12).ln();
+    }
+    let n = truth.len();
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let per_label: Vec<LabelScores> = (0..k)
+        .map(|c| {
+            let tp = confusion[c][c] as f64;
+            let predicted: usize = confusion.iter().map(|row| row[c]).sum();
+            let support: usize = confusion[c].iter().sum();
+            let precision = ratio(tp, predicted as f64);
+            let recall = ratio(tp, support as f64);
+            LabelScores {
+                label: labels[c].clone(),
+                scores: Scores {
+                    precision,
+                    recall,
+                    f1: ratio(2.0 * precision * recall, precision + recall),
+                    support,
+                },
+            }
+        })
+        .collect();
+    let average = |weight: &dyn Fn(&Scores) -> f64| {
+        let total: f64 = per_label.iter().map(|l| weight(&l.scores)).sum();
+        let mean = |f: fn(&Scores) -> f64| {
+            let s: f64 = per_label
+                .iter()
+                .map(|l| f(&l.scores) * weight(&l.scores))
+                .sum();
+            ratio(s, total)
+        };
+        Scores {
+            precision: mean(|s| s.precision),
+            recall: mean(|s| s.recall),
+            f1: mean(|s| s.f1),
+            support: n,
+        }
+    };
+    let (roc_auc, pr_auc) = match k {
+        2 => {
+            let scored: Vec<(f32, bool)> = probs
+                .iter()
+                .zip(truth)
+                .map(|(p, &t)| (p[1], t == 1))
+                .collect();
+            (Some(roc_auc(&scored)), Some(average_precision(&scored)))
+        }
+        _ => (None, None),
+    };
+    ClassReport {
+        count: n,
+        loss: ratio(loss, n as f64),
+        accuracy: ratio(
+            (0..k).map(|c| confusion[c][c]).sum::<usize>() as f64,
+            n as f64,
+        ),
+        macro_avg: average(&|_| 1.0),
+        weighted_avg: average(&|s| s.support as f64),
+        per_label,
+        confusion,
+        roc_auc,
+        pr_auc,
+    }
+}
+
+/// Groups of cases with equal score, highest score first: (positives, negatives) in each.
+fn tied_groups(scored: &[(f32, bool)]) -> Vec<(usize, usize)> {
+    let mut sorted = scored.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for (i, &(score, positive)) in sorted.iter().enumerate() {
+        if i == 0 || score != sorted[i - 1].0 {
+            groups.push((0, 0));
+        }
+        let g = groups.last_mut().expect("pushed above");
+        if positive {
+            g.0 += 1;
+        } else {
+            g.1 += 1;
+        }
+    }
+    groups
+}
+
+/// The area under the ROC curve (ties count half, as the Mann-Whitney statistic counts them); 0
+/// without positives or negatives.
+pub fn roc_auc(scored: &[(f32, bool)]) -> f64 {
+    let (mut area, mut negatives_above) = (0.0, 0.0);
+    for (pos, neg) in tied_groups(scored) {
+        area += pos as f64 * (negatives_above + neg as f64 / 2.0);
+        negatives_above += neg as f64;
+    }
+    let pos: usize = scored.iter().filter(|s| s.1).count();
+    let neg = scored.len() - pos;
+    match pos * neg {
+        0 => 0.0,
+        pairs => 1.0 - area / pairs as f64,
+    }
+}
+
+/// The area under the precision-recall curve as average precision (scikit-learn's): the sum of
+/// precision times the gain in recall at each distinct threshold; 0 without positives.
+pub fn average_precision(scored: &[(f32, bool)]) -> f64 {
+    let total = scored.iter().filter(|s| s.1).count();
+    if total == 0 {
+        return 0.0;
+    }
+    let (mut tp, mut seen, mut ap) = (0usize, 0usize, 0.0);
+    for (pos, neg) in tied_groups(scored) {
+        tp += pos;
+        seen += pos + neg;
+        ap += pos as f64 / total as f64 * (tp as f64 / seen as f64);
+    }
+    ap
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +343,34 @@ mod tests {
         let r = metrics(&[-1.0, -2.0], &[0.0, 0.0]);
         assert_eq!((r.precision, r.recall, r.f1), (0.0, 0.0, 0.0));
         assert_eq!(r.accuracy, 1.0);
+    }
+
+    /// Two labels: 5 of the 6 (positive, negative) pairs are in order, so ROC AUC is 5/6, and
+    /// average precision as scikit-learn computes it; three labels: a report by hand.
+    #[test]
+    fn report_by_hand() {
+        let labels: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let p = |x: f32| vec![1.0 - x, x];
+        let probs = [p(0.9), p(0.8), p(0.3), p(0.6), p(0.1)];
+        let r = class_report(&probs, &[1, 1, 1, 0, 0], &labels);
+        assert_eq!(r.confusion, [[1, 1], [1, 2]]);
+        assert!((r.roc_auc.unwrap() - 5.0 / 6.0).abs() < 1e-12);
+        // Thresholds 0.9, 0.8, 0.6, 0.3: precision 1, 1, 2/3, 3/4 at recall 1/3, 2/3, 2/3, 1.
+        let ap = 1.0 / 3.0 + 1.0 / 3.0 + 0.75 / 3.0;
+        assert!((r.pr_auc.unwrap() - ap).abs() < 1e-12);
+        assert!((r.per_label[1].scores.precision - 2.0 / 3.0).abs() < 1e-12);
+        let three: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+        let one = |c: usize| {
+            let mut v = vec![0.1; 3];
+            v[c] = 0.8;
+            v
+        };
+        let r = class_report(&[one(0), one(0), one(1), one(2)], &[0, 1, 1, 2], &three);
+        assert_eq!(r.confusion, [[1, 0, 0], [1, 1, 0], [0, 0, 1]]);
+        assert_eq!(r.accuracy, 0.75);
+        // x: p 1/2 r 1; y: p 1 r 1/2; z: p 1 r 1.
+        assert!((r.macro_avg.precision - (0.5 + 1.0 + 1.0) / 3.0).abs() < 1e-12);
+        assert!((r.weighted_avg.recall - (1.0 + 2.0 * 0.5 + 1.0) / 4.0).abs() < 1e-12);
+        assert_eq!(r.roc_auc, None);
     }
 }

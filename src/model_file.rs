@@ -7,7 +7,8 @@
 //! f32 little-endian, row-major, named and shaped as the model's [`Arch::tensors`] (Keras's layer
 //! weights and names: `lstm/kernel`, `bidirectional/forward_lstm/kernel`, ...). The header's
 //! `__metadata__` holds string values: `format`, `format_version`, `arch` (the layers, as
-//! Keras's `{"class_name", "config"}` objects, and maxlen), `labels`, `preprocessing`,
+//! Keras's `{"class_name", "config"}` objects, and maxlen), `labels`, `task` (`binary` or
+//! `multi-class`, as the output layer makes it; files without it are binary), `preprocessing`,
 //! `vocabulary` and, when known, `training`.
 //!
 //! Format 1 (the tutorial's model only) stored a `config` ([`ModelConfig`]) instead of `arch`
@@ -192,6 +193,7 @@ fn encode(model: &ModelFile) -> Result<Vec<u8>> {
     meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
     meta.insert("arch".to_string(), serde_json::to_string(&model.arch)?);
     meta.insert("labels".to_string(), serde_json::to_string(&model.labels)?);
+    meta.insert("task".to_string(), task_of(&model.arch)?.to_string());
     if let Some(t) = &model.ngrams {
         meta.insert("ngrams".to_string(), serde_json::to_string(t)?);
     }
@@ -381,6 +383,16 @@ pub fn load_bytes(bytes: &[u8]) -> Result<ModelFile> {
             .map_err(|e| anyhow!("{}", e.in_file(section_key)))?;
         let labels: Vec<String> = parse_json(meta, "labels")?;
         check_labels(&arch, &labels)?;
+        // Files written before the key are binary: their heads say so.
+        if let Some(task) = meta.get("task") {
+            let want = task_of(&arch)?;
+            if task != want {
+                bail!(
+                    "the task is {task:?}, but the output layer makes the model {want:?}; the \
+                     file is damaged, or was written by a newer imdb-lstm: upgrade imdb-lstm"
+                );
+            }
+        }
         (arch, labels)
     };
     let vocabulary: Vec<String> = parse_json(meta, "vocabulary")?;
@@ -622,6 +634,15 @@ fn check_vocabulary(p: &Preprocessing, vocab: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The kind of task a model's output layer makes, as the `task` key names it: `binary` (one
+/// sigmoid unit) or `multi-class` (K softmax units).
+pub fn task_of(arch: &Arch) -> Result<&'static str> {
+    Ok(match arch.head()? {
+        crate::nn::arch::Head::Sigmoid => "binary",
+        crate::nn::arch::Head::Softmax(_) => "multi-class",
+    })
 }
 
 /// One distinct, non-empty name per class the model's output distinguishes: 2 for a sigmoid

@@ -313,30 +313,159 @@ fn remove_stale_temp_files(dir: &Path) {
 /// The data ready for the fit loop.
 struct Prepared {
     ds: Dataset,
-    /// The validation data: the tail of the training data, or the test set.
+    /// The validation data: the tail of the training data, a validation file, or the test set.
     val: Encoded,
     val_is_test: bool,
+    /// The class names in output order.
+    labels: Vec<String>,
 }
 
 /// Loads the data of `plan` and splits off the validation part; prints the tutorial's lines.
 fn prepare_data(source: &Path, plan: &TrainPlan, quiet: bool) -> Result<(Prepared, String)> {
-    let mut ds = load_data(source, plan, quiet)?;
-    let fp = checkpoint::fingerprint(&ds);
-    let (val, val_is_test) = match plan.validation_split {
-        Some(f) => (
+    let (mut ds, labels, val_file) = match &plan.own {
+        None => (
+            // A file in no format at all: say so beside what the aclImdb reader expected.
+            load_data(source, plan, quiet).map_err(|e| match data::Format::detect(source) {
+                Err(d) if !source.is_dir() => e.context(format!("{d:#}")),
+                _ => e,
+            })?,
+            crate::model_file::imdb_labels(),
+            None,
+        ),
+        Some(own) => load_own_data(source, own, plan, quiet)?,
+    };
+    let mut fp = checkpoint::fingerprint(&ds);
+    if plan.own.is_some() {
+        // Own data: the label names and the validation file count too.
+        fp = own_fingerprint(&fp, &labels, val_file.as_ref());
+    }
+    let (val, val_is_test) = match (val_file, plan.validation_split) {
+        (Some(v), _) => (v, false),
+        (None, Some(f)) => (
             ds.train.split_off_tail(f).context("--validation-split")?,
             false,
         ),
-        None => (ds.test.clone(), true),
+        (None, None) => (ds.test.clone(), true),
     };
     Ok((
         Prepared {
             ds,
             val,
             val_is_test,
+            labels,
         },
         fp,
     ))
+}
+
+/// Own labelled data from `source` as `own` says, announced: the data, the labels in output
+/// order, and the validation file's data.
+fn load_own_data(
+    source: &Path,
+    own: &crate::train::OwnData,
+    plan: &TrainPlan,
+    quiet: bool,
+) -> Result<(Dataset, Vec<String>, Option<Encoded>)> {
+    let sources = data::labelled::OwnSources {
+        train: source,
+        test: own.test.as_deref(),
+        validation: own.validation.as_deref(),
+    };
+    let sets = data::labelled::load_own(
+        sources,
+        &own.read_options(),
+        own.positive_label.as_deref(),
+        own.holdout,
+        &plan.pre,
+        plan.train.seed,
+    )?;
+    let mut ds = sets.ds;
+    let names = sets.label_set.names().to_vec();
+    say!(
+        quiet,
+        "Read {} ({}): {} labels: {}",
+        source.display(),
+        own.format.name(),
+        names.len(),
+        names.join(", ")
+    );
+    if sets.test_held_out {
+        say!(
+            quiet,
+            "No --test-data: holding out {}% of each label of {} as the test set (seed {})",
+            own.holdout * 100.0,
+            source.display(),
+            plan.train.seed
+        );
+    }
+    if let Some(n) = plan.limit {
+        ds.train = first(&ds.train, n);
+        ds.test = first(&ds.test, n);
+    }
+    say!(quiet, "{} train sequences", ds.train.len());
+    say!(quiet, "{} test sequences", ds.test.len());
+    if let Some(v) = &sets.validation {
+        say!(quiet, "{} validation sequences", v.len());
+    }
+    Ok((ds, names, sets.validation))
+}
+
+/// The fingerprint `fp` of the prepared data extended by the label names and validation data.
+fn own_fingerprint(fp: &str, labels: &[String], val: Option<&Encoded>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(fp.as_bytes());
+    for l in labels {
+        h.update((l.len() as u64).to_le_bytes());
+        h.update(l.as_bytes());
+    }
+    if let Some(v) = val {
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(
+            v.x.iter()
+                .flat_map(|i| i.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        h.update(
+            v.y.iter()
+                .flat_map(|i| i.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fits `arch` to the data's labels: a preset's output layer is made to fit
+/// ([`crate::nn::arch::Arch::set_classes`]); a model from a file must fit already.
+fn fit_head(plan: &mut TrainPlan, labels: &[String], source: &Path) -> Result<()> {
+    use crate::nn::arch::Head;
+    let Some(own) = &plan.own else {
+        return Ok(());
+    };
+    let k = labels.len();
+    if !own.fixed_head {
+        plan.arch.set_classes(k);
+    }
+    let fits = match plan.arch.head()? {
+        Head::Sigmoid => k == 2,
+        Head::Softmax(n) => n == k && k > 2,
+    };
+    if !fits {
+        let (ends, want) = match plan.arch.head()? {
+            Head::Sigmoid => ("Dense(1, sigmoid), for two labels".to_string(), k),
+            Head::Softmax(n) => (format!("Dense({n}, softmax), for {n} labels"), k),
+        };
+        let end_it = match want {
+            2 => "Dense(1, activation='sigmoid')".to_string(),
+            k => format!("Dense({k}, activation='softmax')"),
+        };
+        bail!(
+            "--arch-file: the model ends in {ends}, but {} has {k} labels ({}): end it in {end_it}",
+            source.display(),
+            labels.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// How a run reports.
@@ -372,10 +501,21 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
     let dir = run_dir.path.as_path();
     remove_stale_temp_files(dir);
     say!(out.quiet, "Loading data...");
-    let loaded = data::resolve_source(opts.data.as_deref(), !out.quiet).and_then(|source| {
+    let found = match (&plan.own, &opts.data) {
+        (Some(_), Some(p)) => Ok(p.clone()),
+        _ => data::resolve_source(opts.data.as_deref(), !out.quiet),
+    };
+    if let Some(own) = &mut plan.own {
+        // Absolute, so `--resume` finds them from any working folder.
+        for p in [&mut own.test, &mut own.validation].into_iter().flatten() {
+            *p = std::fs::canonicalize(&*p).unwrap_or_else(|_| p.clone());
+        }
+    }
+    let loaded = found.and_then(|source| {
         // Absolute, so `--resume` finds the data from any working folder.
         let source = std::fs::canonicalize(&source).unwrap_or(source);
         let (prepared, fp) = prepare_data(&source, &plan, out.quiet)?;
+        fit_head(&mut plan, &prepared.labels, &source)?;
         Ok((source, prepared, fp))
     });
     let (source, prepared, fp) = match loaded {
@@ -511,10 +651,20 @@ pub fn resume(given: &Path, opts: &RunOptions) -> Result<()> {
                 spec.data.display()
             );
         }
+        // Own data: the test and validation files are part of it.
+        let mut files = vec![spec.data.display().to_string()];
+        if let Some(own) = &plan.own {
+            files.extend(
+                [&own.test, &own.validation]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.display().to_string()),
+            );
+        }
         bail!(
-            "the data at {} no longer gives the sequences the run in {} was trained on (the \
-             file changed?): it cannot be resumed exactly; start a new run",
-            spec.data.display(),
+            "the data at {} no longer gives the sequences the run in {} was trained on (a file \
+             changed?): it cannot be resumed exactly; start a new run",
+            files.join(" and "),
             dir.display()
         );
     }
@@ -543,21 +693,29 @@ fn fit_and_finish(
         "Train on {} samples, validate on {} samples ({})",
         p.ds.train.len(),
         p.val.len(),
-        if p.val_is_test {
-            "the test set, as the tutorial does"
-        } else {
-            "the last part of the training data"
+        match (
+            p.val_is_test,
+            plan.own.as_ref().and_then(|o| o.validation.as_ref())
+        ) {
+            (true, _) => "the test set, as the tutorial does".to_string(),
+            (false, Some(v)) => v.display().to_string(),
+            (false, None) => "the last part of the training data".to_string(),
         }
     );
     if let Some(es) = &plan.early_stopping {
+        let val = match plan.own.as_ref().and_then(|o| o.validation.as_ref()) {
+            Some(v) => v.display().to_string(),
+            None => format!(
+                "the last {}% of the training data",
+                plan.validation_split.unwrap_or(0.0) * 100.0
+            ),
+        };
         say!(
             quiet,
-            "Early stopping on val_loss (patience {}, min_delta {}): validation uses the last {}% \
-             of the training data, the test set is evaluated only once, at the end, with the {} \
-             weights",
+            "Early stopping on val_loss (patience {}, min_delta {}): validation uses {val}, the \
+             test set is evaluated only once, at the end, with the {} weights",
             es.patience,
             es.min_delta,
-            plan.validation_split.unwrap_or(0.0) * 100.0,
             if es.restore_best {
                 "best epoch's"
             } else {
@@ -650,7 +808,7 @@ fn fit_and_finish(
         ),
         _ => {
             net.refresh(&params);
-            let (s, _) = net.evaluate(&params, &p.ds.test.x, &p.ds.test.y);
+            let s = crate::train::evaluate(&mut net, &params, &p.ds.test.x, &p.ds.test.y);
             (
                 s.loss_sum / s.count as f64,
                 s.correct as f64 / s.count as f64,
@@ -669,6 +827,7 @@ fn fit_and_finish(
             &params,
             plan,
             &p.ds,
+            &p.labels,
             &ck.state.history,
             best_epoch,
             facts_epoch,
@@ -714,6 +873,7 @@ pub fn model_file_of(
     params: &[f32],
     plan: &TrainPlan,
     ds: &Dataset,
+    labels: &[String],
     history: &History,
     best_epoch: Option<usize>,
     facts_epoch: Option<usize>,
@@ -724,7 +884,7 @@ pub fn model_file_of(
         .or(last);
     Ok(ModelFile {
         arch: plan.arch.clone(),
-        labels: crate::model_file::imdb_labels(),
+        labels: labels.to_vec(),
         preprocessing: plan.pre.clone(),
         vocabulary: ds.vocab.words().to_vec(),
         ngrams: ds.ngrams.clone(),

@@ -498,7 +498,9 @@ pub fn run(plan: &crate::train::TrainPlan) -> Result<(), Invalid> {
             let (key, v) = ("early_stopping.min_delta", e.min_delta);
             return Err(Invalid::one(S, key, v, Need::NonNegative));
         }
-        if validation_split.is_none() {
+        // Own data may give a validation file instead.
+        let val_file = plan.own.as_ref().is_some_and(|o| o.validation.is_some());
+        if validation_split.is_none() && !val_file {
             return Err(Invalid::one(
                 S,
                 "validation_split",
@@ -530,6 +532,7 @@ mod tests {
             validation_split: Some(0.2),
             limit: Some(1),
             early_stopping: None,
+            own: None,
         };
         assert_eq!(run(&plan), Ok(()));
         let long = |maxlen| ModelConfig {

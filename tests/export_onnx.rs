@@ -539,11 +539,13 @@ fn export_fasttext_ngrams_travel_in_preprocessing_json() {
     let tmp = tempfile::tempdir().unwrap();
     let archive = tiny_archive(tmp.path(), 20);
     let mut c = bin();
-    c.args(["train", "--quiet", "--epochs", "1", "--arch", "fasttext", "--data"])
-        .arg(&archive)
-        .arg("--out")
-        .arg(tmp.path().join("run"))
-        .args(["--num-words", "60", "--maxlen", "40", "--embed-dim", "8"]);
+    c.args([
+        "train", "--quiet", "--epochs", "1", "--arch", "fasttext", "--data",
+    ])
+    .arg(&archive)
+    .arg("--out")
+    .arg(tmp.path().join("run"))
+    .args(["--num-words", "60", "--maxlen", "40", "--embed-dim", "8"]);
     let (code, _, err) = run(&mut c);
     assert_eq!(code, 0, "train failed: {err}");
     let model = tmp.path().join("run/model.safetensors");

@@ -42,7 +42,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         file.ngrams.as_ref(),
         &labels,
     )
-        .with_context(|| format!("cannot export {}", args.model.display()))?;
+    .with_context(|| format!("cannot export {}", args.model.display()))?;
     let readme = export::readme(&labels);
     let files: [(&str, &[u8]); 3] = [
         (MODEL_ONNX, &onnx),

@@ -8,10 +8,10 @@ pub mod predict;
 pub mod serve;
 pub mod train;
 
-use crate::data::{Preprocessing, Side};
+use crate::data::{Format, Preprocessing, ReadOptions, Side};
 use crate::nn::arch::{preset, read_arch_file, Arch, Head, Preset};
 use crate::train::progress::LogFormat;
-use crate::train::{EarlyStopping, MaskMode, TrainConfig};
+use crate::train::{EarlyStopping, MaskMode, OwnData, TrainConfig};
 use crate::validate::Sizes;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Parser, Subcommand};
@@ -25,6 +25,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the train variant does not matter.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a model (the tutorial's Embedding -> LSTM -> Dense by default; see --arch) on the
@@ -71,6 +72,92 @@ pub struct DataArgs {
     pub data: Option<PathBuf>,
 }
 
+/// How to read own labelled data (shared by train and evaluate).
+#[derive(Args, Debug, Clone)]
+pub struct FormatArgs {
+    /// The format of the data files [default: from the path: .csv, .tsv, .jsonl/.ndjson, a file
+    /// of `__label__NAME text` lines (fasttext), a folder of class folders, or aclImdb].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// The CSV/TSV column or JSONL field holding the text [default: text].
+    #[arg(long, value_name = "NAME")]
+    pub text_column: Option<String>,
+    /// The CSV/TSV column or JSONL field holding the label [default: label].
+    #[arg(long, value_name = "NAME")]
+    pub label_column: Option<String>,
+    /// Refuse data with more distinct labels than this, likely the wrong column [default: 1000].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_labels: Option<usize>,
+}
+
+impl FormatArgs {
+    /// The format of `data` (given or detected); `None` for the aclImdb reviews. Errors when a
+    /// flag of own data is given for aclImdb.
+    pub fn own_format(&self, data: Option<&std::path::Path>) -> Result<Option<Format>> {
+        let format = match (self.format, data) {
+            (Some(Format::AclImdb), _) => Format::AclImdb,
+            (Some(f), Some(_)) => f,
+            (Some(f), None) => bail!("--format {}: give the data file with --data PATH", f.name()),
+            // Anything else (a folder without subfolders, a file of no known format) goes to
+            // the aclImdb reader, whose messages say what it expected.
+            (None, Some(p)) => match Format::detect(p) {
+                Ok(Format::Folders) if !has_subfolder(p) => Format::AclImdb,
+                Ok(f) => f,
+                Err(_) => Format::AclImdb,
+            },
+            (None, _) => Format::AclImdb,
+        };
+        if format == Format::AclImdb {
+            let given = [
+                ("--text-column", self.text_column.is_some()),
+                ("--label-column", self.label_column.is_some()),
+                ("--max-labels", self.max_labels.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|g| g.1) {
+                bail!(
+                    "{flag} is for your own labelled data (--data FILE in csv, tsv, jsonl, \
+                     fasttext or class folders); the aclImdb reviews need none: drop {flag}"
+                );
+            }
+            return Ok(None);
+        }
+        if self.max_labels == Some(0) {
+            bail!("--max-labels 0: use at least 2 (default 1000)");
+        }
+        let columns = [
+            ("--text-column", &self.text_column),
+            ("--label-column", &self.label_column),
+        ];
+        for (flag, v) in columns {
+            if v.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                bail!("{flag} is empty: name the column, like {flag} text");
+            }
+        }
+        Ok(Some(format))
+    }
+
+    /// The reading options for `format`.
+    pub fn read_options(&self, format: Format) -> ReadOptions {
+        let d = ReadOptions::default();
+        ReadOptions {
+            format: Some(format),
+            text_column: self.text_column.clone().unwrap_or(d.text_column),
+            label_column: self.label_column.clone().unwrap_or(d.label_column),
+            max_labels: self.max_labels.unwrap_or(d.max_labels),
+            max_record_bytes: d.max_record_bytes,
+        }
+    }
+}
+
+/// Whether `dir` holds a folder (not a hidden one): a candidate for class folders.
+fn has_subfolder(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| !e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir())
+    })
+}
+
 /// Flags of `train`; every default is the Keras tutorial's.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
@@ -81,6 +168,20 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub format: FormatArgs,
+    /// Own data: the test file (same formats) [default: --validation-split of each label of
+    /// --data, held out].
+    #[arg(long, value_name = "PATH")]
+    pub test_data: Option<PathBuf>,
+    /// Own data: a validation file (same formats) for the per-epoch validation and early
+    /// stopping.
+    #[arg(long, value_name = "PATH")]
+    pub validation_data: Option<PathBuf>,
+    /// Own data with two labels: the positive one (the sigmoid's) [default: the second in sorted
+    /// order, so pos of neg/pos and 1 of 0/1].
+    #[arg(long, value_name = "LABEL")]
+    pub positive_label: Option<String>,
     /// Run folder for the model, history and pictures [default: a new folder under runs/].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -150,7 +251,8 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Validate on this last fraction of the training data instead of the test set (Keras
-    /// validation_split) [default: none, or 0.2 with --early-stopping].
+    /// validation_split) [default: none, or 0.2 with --early-stopping]. Own data without
+    /// --test-data: the fraction of each label held out as the test set [default: 0.2].
     #[arg(long, value_name = "F", allow_negative_numbers = true)]
     pub validation_split: Option<f64>,
     /// Use only the first N training and N test reviews (after shuffling): for quick runs.
@@ -184,9 +286,16 @@ pub struct TrainArgs {
 /// The `train` flags that choose a run's settings (`--resume` takes them from the checkpoint)
 /// or start a new run, so giving any of them with it is an error. `--data` is allowed: data that
 /// moved, checked against the checkpoint's fingerprint.
-const RESUME_CONFLICTS: [&str; 23] = [
+const RESUME_CONFLICTS: [&str; 30] = [
     "out",
     "ngrams",
+    "format",
+    "text_column",
+    "label_column",
+    "max_labels",
+    "test_data",
+    "validation_data",
+    "positive_label",
     "arch",
     "arch_file",
     "overwrite",
@@ -222,13 +331,23 @@ impl TrainArgs {
             min_delta: self.min_delta.unwrap_or(0.0),
             restore_best: !self.no_restore_best,
         });
+        let own = self.own_data()?;
         // Early stopping must not look at the test set: hold out part of the training data.
-        let validation_split = match (self.validation_split, &early_stopping) {
-            (None, Some(_)) => Some(0.2),
-            (f, _) => f,
+        let validation_split = match (self.validation_split, &early_stopping, &own) {
+            // Own data without a test file: --validation-split is the held-out test part.
+            (_, None, Some(o)) if o.test.is_none() => None,
+            (_, _, Some(o)) if o.validation.is_some() => None,
+            (None, Some(_), _) => Some(0.2),
+            (f, _, _) => f,
         };
         let (base, what) = self.base_model()?;
         let arch = self.sized(&base, &what)?;
+        if let (Ok(Head::Softmax(k)), None) = (arch.head(), &own) {
+            bail!(
+                "{what}: the model ends in a {k}-way softmax, but the IMDB reviews have 2 classes \
+                 (negative, positive): end it in Dense(1, sigmoid)"
+            );
+        }
         let num_words = arch.embedding().map_or(0, |e| e.0);
         let pre = Preprocessing {
             num_words,
@@ -254,6 +373,7 @@ impl TrainArgs {
             validation_split,
             limit: self.limit,
             early_stopping,
+            own,
         };
         if let Err(e) = crate::validate::run(&plan) {
             bail!("{}", flag_error(&e, &base));
@@ -343,13 +463,66 @@ impl TrainArgs {
                 false => bail!("{what} with {}: {}", given.join(" "), e.for_flags()),
             }
         }
-        if let Ok(Head::Softmax(k)) = arch.head() {
-            bail!(
-                "{what}: the model ends in a {k}-way softmax, but the IMDB reviews have 2 classes \
-                 (negative, positive): end it in Dense(1, sigmoid)"
-            );
-        }
         Ok(arch)
+    }
+
+    /// The own-data part of the plan: `None` for the aclImdb reviews.
+    fn own_data(&self) -> Result<Option<OwnData>> {
+        let data = self.data.data.as_deref();
+        let Some(format) = self.format.own_format(data)? else {
+            let given = [
+                ("--test-data", self.test_data.is_some()),
+                ("--validation-data", self.validation_data.is_some()),
+                ("--positive-label", self.positive_label.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|g| g.1) {
+                bail!(
+                    "{flag} is for your own labelled data (--data FILE in csv, tsv, jsonl, \
+                     fasttext or class folders); the aclImdb reviews have their own: drop {flag}"
+                );
+            }
+            return Ok(None);
+        };
+        for (flag, p) in [
+            ("--test-data", &self.test_data),
+            ("--validation-data", &self.validation_data),
+        ] {
+            if let Some(p) = p {
+                if !p.exists() {
+                    bail!(
+                        "{flag} {}: no such file or folder; give a file in the format of --data",
+                        p.display()
+                    );
+                }
+            }
+        }
+        if self.validation_data.is_some() && self.test_data.is_some() {
+            if let Some(f) = self.validation_split {
+                bail!(
+                    "--validation-split {f} and --validation-data both choose the validation \
+                     data: give one"
+                );
+            }
+        }
+        let holdout = match &self.test_data {
+            Some(_) => 0.0,
+            None => self.validation_split.unwrap_or(0.2),
+        };
+        if self.test_data.is_none() && !(holdout > 0.0 && holdout < 1.0) {
+            bail!("--validation-split {holdout}: give a fraction between 0 and 1, like 0.2");
+        }
+        let opts = self.format.read_options(format);
+        Ok(Some(OwnData {
+            format,
+            text_column: opts.text_column,
+            label_column: opts.label_column,
+            max_labels: opts.max_labels,
+            test: self.test_data.clone(),
+            validation: self.validation_data.clone(),
+            holdout,
+            positive_label: self.positive_label.clone(),
+            fixed_head: self.arch_file.is_some(),
+        }))
     }
 }
 

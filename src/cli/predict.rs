@@ -2,7 +2,7 @@
 //! with `--explain`, each token's contribution to the answer ([`crate::explain`]).
 
 use crate::explain::{self, Explanation, Method, TokenKind};
-use crate::infer::Classifier;
+use crate::infer::{label_name, Classifier};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::io::{Read, Write};
@@ -34,6 +34,10 @@ pub struct PredictArgs {
     /// integrated-gradients].
     #[arg(long, value_name = "METHOD", requires = "explain")]
     pub method: Option<String>,
+    /// Show the N most probable labels of each review with their probabilities (models with
+    /// more than two labels).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub top_k: Option<usize>,
     /// With --explain: integration steps of integrated-gradients, 1 to 4096 [default: 32].
     #[arg(
         long,
@@ -116,20 +120,53 @@ fn shown(text: &str) -> String {
         .collect()
 }
 
-/// The output line for review `r`, number `index` (0-based) of the input, with probability `p`.
-fn answer(index: usize, r: &Review, p: f32, json: bool) -> String {
-    let label = if p > 0.5 { "positive" } else { "negative" };
+/// The output line for review `r`, number `index` (0-based) of the input, with every label's
+/// probability `probs` (in `labels` order). Two labels: the probability of the second (positive)
+/// one and the label it decides; more: the most probable label and its probability, or the
+/// `top_k` most probable. `--json` adds every label's probability.
+fn answer(
+    index: usize,
+    r: &Review,
+    probs: &[f32],
+    labels: &[String],
+    top_k: usize,
+    json: bool,
+) -> String {
+    let mut ranked: Vec<usize> = (0..probs.len()).collect();
+    ranked.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let (p, label) = match probs {
+        [_, p] => (*p, label_name(labels, (*p > 0.5) as usize)),
+        _ => (probs[ranked[0]], label_name(labels, ranked[0])),
+    };
     if json {
-        serde_json::json!({ "index": index, "line": r.line, "probability": p, "label": label })
-            .to_string()
+        let all: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .zip(probs)
+            .map(|(l, &p)| (l.clone(), p.into()))
+            .collect();
+        serde_json::json!({ "index": index, "line": r.line, "probability": p, "label": label,
+            "probabilities": all })
+        .to_string()
     } else {
+        let label = match top_k {
+            0 | 1 => format!("{label:<8}"),
+            k => ranked
+                .iter()
+                .take(k)
+                .map(|&c| format!("{:.4} {}", probs[c], label_name(labels, c)))
+                .collect::<Vec<_>>()
+                .join("  "),
+        };
         let preview: String = r.text.chars().take(60).collect();
         let more = if r.text.chars().nth(60).is_some() {
             "..."
         } else {
             ""
         };
-        format!("{p:.4}  {label:<8}  {}{more}", shown(&preview))
+        match top_k {
+            0 | 1 => format!("{p:.4}  {label}  {}{more}", shown(&preview)),
+            _ => format!("{label}  |  {}{more}", shown(&preview)),
+        }
     }
 }
 
@@ -265,6 +302,17 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         }
     }
     let mut model = crate::infer::Classifier::load(&args.model, super::threads(args.threads)?)?;
+    let labels = model.labels().to_vec();
+    let top_k = match args.top_k {
+        Some(0) => bail!("--top-k 0: use 1 or more"),
+        Some(k) if labels.len() == 2 && k > 1 => bail!(
+            "--top-k {k}: this model has two labels, and prints the probability of {:?}; use \
+             --json for both",
+            labels[1]
+        ),
+        Some(k) => k.min(labels.len()),
+        None => 1,
+    };
     if args.explain {
         return explain_all(&mut model, reviews, method, args.json);
     }
@@ -274,12 +322,12 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     });
     let lines = batches.flat_map(|batch| {
         let texts: Vec<&str> = batch.iter().map(|(_, r)| r.text).collect();
-        let probs = model.probabilities(&texts);
+        let probs = model.label_probabilities(&model.encode(&texts));
         let mut stderr = std::io::stderr().lock();
         let mut lines = Vec::with_capacity(batch.len());
         for ((index, r), p) in batch.into_iter().zip(probs) {
             warn_if_empty(&mut stderr, &r);
-            lines.push(answer(index, &r, p, args.json));
+            lines.push(answer(index, &r, &p, &labels, top_k, args.json));
         }
         lines
     });

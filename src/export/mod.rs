@@ -5,8 +5,8 @@
 pub mod onnx;
 
 use crate::atomic::TempFile;
-use crate::data::{Preprocessing, Side, Vocabulary, TOKENIZER_NAME, TOKENIZER_VERSION};
 use crate::data::ngrams::{NgramFile, NgramTable};
+use crate::data::{Preprocessing, Side, Vocabulary, TOKENIZER_NAME, TOKENIZER_VERSION};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::io::Write;

@@ -500,6 +500,38 @@ impl Arch {
         }
     }
 
+    /// Makes a preset's output fit `classes` labels: its last Dense layer (and a sigmoid
+    /// Activation after it) becomes Dense(1, sigmoid) for two classes, K softmax units for K > 2.
+    /// This is the one place a preset's head is replaced; a model from a file is never changed.
+    pub fn set_classes(&mut self, classes: usize) {
+        let (units, act) = match classes {
+            2 => (1, Activation::Sigmoid),
+            k => (k, Activation::Softmax),
+        };
+        let Some(at) = self
+            .layers
+            .iter()
+            .rposition(|l| matches!(l, LayerSpec::Dense { .. }))
+        else {
+            return;
+        };
+        let after = self.layers[at + 1..].iter_mut().find_map(|l| match l {
+            LayerSpec::Activation { activation } => Some(activation),
+            _ => None,
+        });
+        let dense_act = match after {
+            Some(a) => {
+                *a = act;
+                Activation::Linear
+            }
+            None => act,
+        };
+        self.layers[at] = LayerSpec::Dense {
+            units,
+            activation: dense_act,
+        };
+    }
+
     /// Sets the Embedding's `output_dim`.
     pub fn set_embed_dim(&mut self, n: usize) {
         if let Some(LayerSpec::Embedding { output_dim, .. }) = self.layers.first_mut() {

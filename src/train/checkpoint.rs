@@ -475,6 +475,7 @@ mod tests {
                     min_delta: 0.001,
                     restore_best: true,
                 }),
+                own: None,
             },
             data: PathBuf::from("/data/x.tar.gz"),
         }

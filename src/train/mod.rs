@@ -241,7 +241,7 @@ pub fn run_epoch_with(
     trained?;
     let (val_loss, val_accuracy) = match val {
         Some(v) if !v.y.is_empty() => {
-            let (s, _) = net.evaluate(&state.params, v.x, v.y);
+            let s = evaluate(net, &state.params, v.x, v.y);
             (
                 Some(s.loss_sum / s.count as f64),
                 Some(s.correct as f64 / s.count as f64),
@@ -260,6 +260,62 @@ pub fn run_epoch_with(
     state.history.epochs.push(record.clone());
     obs.on_epoch_end(&record, cfg.epochs);
     Ok(record)
+}
+
+/// Loss and accuracy sums over a labelled set, without dropout: `y` holds 0/1 for a sigmoid
+/// head, class indices for a softmax head (categorical cross-entropy, computed in f64).
+pub fn evaluate(net: &mut Network, params: &[f32], x: &[u32], y: &[f32]) -> BatchStats {
+    let k = net.classes();
+    if k == 1 {
+        return net.evaluate(params, x, y).0;
+    }
+    let mut logits = vec![0.0; y.len() * k];
+    net.predict_logits(params, x, &mut logits);
+    let mut stats = BatchStats {
+        count: y.len(),
+        ..Default::default()
+    };
+    for (z, &c) in logits.chunks_exact(k).zip(y) {
+        let best = (1..k).fold(0, |m, j| if z[j] > z[m] { j } else { m });
+        let max = z[best] as f64;
+        let sum: f64 = z.iter().map(|&v| (v as f64 - max).exp()).sum();
+        stats.loss_sum += max + sum.ln() - z[c as usize] as f64;
+        stats.correct += (best == c as usize) as usize;
+    }
+    stats
+}
+
+/// The user's own labelled data (`train --data FILE`): the format and how to read it, the test
+/// and validation files. The training file itself is the run's data path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OwnData {
+    pub format: crate::data::Format,
+    pub text_column: String,
+    pub label_column: String,
+    pub max_labels: usize,
+    /// The test file; without it `holdout` of each label is held out of the training file.
+    pub test: Option<std::path::PathBuf>,
+    /// The per-epoch validation file (early stopping watches it), if any.
+    pub validation: Option<std::path::PathBuf>,
+    pub holdout: f64,
+    /// The positive one of two labels [default: the second in sorted order].
+    pub positive_label: Option<String>,
+    /// The model is the user's (--arch-file): its output layer must fit the labels, where a
+    /// preset's is made to fit them.
+    pub fixed_head: bool,
+}
+
+impl OwnData {
+    /// How to read the files.
+    pub fn read_options(&self) -> crate::data::ReadOptions {
+        crate::data::ReadOptions {
+            format: Some(self.format),
+            text_column: self.text_column.clone(),
+            label_column: self.label_column.clone(),
+            max_labels: self.max_labels,
+            ..Default::default()
+        }
+    }
 }
 
 /// Keras's `EarlyStopping(monitor="val_loss", mode="min")` settings.
@@ -291,6 +347,9 @@ pub struct TrainPlan {
     pub limit: Option<usize>,
     /// Early stopping on val_loss, when asked for.
     pub early_stopping: Option<EarlyStopping>,
+    /// The user's own labelled data; `None`: the aclImdb reviews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own: Option<OwnData>,
 }
 
 /// The running state of early stopping, following Keras 3's `EarlyStopping.on_epoch_end`.

@@ -63,6 +63,37 @@ impl LabelSet {
     pub fn index(&self, name: &str) -> Option<u32> {
         self.index.get(name).copied()
     }
+
+    /// A label set in the order `names` give (a model file's labels, in output order).
+    pub fn in_order(names: Vec<String>, kind: TaskKind) -> LabelSet {
+        let index = names.iter().zip(0..).map(|(n, i)| (n.clone(), i)).collect();
+        LabelSet { names, kind, index }
+    }
+
+    /// For two labels: the set with `positive` second (the sigmoid's class), and whether the
+    /// order changed (ids 0 and 1 swap). `what` names the data in messages.
+    pub fn with_positive(&self, positive: &str, what: &str) -> Result<(LabelSet, bool)> {
+        if self.kind != TaskKind::Binary {
+            bail!(
+                "--positive-label {positive:?}: {what} has {} labels ({}); --positive-label is \
+                 for data with two",
+                self.names.len(),
+                listing(&self.names)
+            );
+        }
+        match self.index(positive) {
+            Some(1) => Ok((self.clone(), false)),
+            Some(_) => {
+                let names = vec![self.names[1].clone(), self.names[0].clone()];
+                Ok((LabelSet::in_order(names, self.kind), true))
+            }
+            None => bail!(
+                "--positive-label {positive:?} is not a label of {what} (its labels: {}); give \
+                 one of them",
+                listing(&self.names)
+            ),
+        }
+    }
 }
 
 /// Each record's label ids, stored flat (one small list per record would cost an allocation each).

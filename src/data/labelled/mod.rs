@@ -13,17 +13,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+mod encode;
 mod folders;
 mod labels;
 mod lines;
 mod table;
 
+pub use encode::{load_own, OwnSets, OwnSources};
 pub use labels::{read_labelled, stratified_split, LabelLists, LabelSet, Labelled, TaskKind};
 
 use super::archive::MAX_REVIEW_BYTES;
 
 /// A data format (the future `--format` flag).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// The aclImdb `.tar.gz` or folder (read by [`super::load_reviews`]).
     #[value(name = "aclimdb")]
