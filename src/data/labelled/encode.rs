@@ -161,7 +161,8 @@ pub fn load_own(
     // Pass 2: each record's kept window of word ids; counts from training records only. The
     // texts are tokenised a chunk at a time on all cores.
     let mut global = Interner::default();
-    let (mut pending, mut windows): (Vec<(String, bool)>, Vec<Box<[u32]>>) = Default::default();
+    let mut pending: Vec<(String, bool)> = Vec::new();
+    let mut windows: Vec<Box<[u32]>> = Vec::new();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut i = 0usize;
     let d = read_labelled(src.train, opts, None, |text| {
