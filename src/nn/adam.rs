@@ -228,6 +228,17 @@ impl LazyRows {
     /// Brings the rows of `ids` (a batch's tokens; repeats are fine) up to date, so that the
     /// forward pass reads what the dense update would have left there.
     pub fn catch_up(&mut self, adam: &mut Adam, params: &mut [f32], ids: &[u32], threads: usize) {
+        self.catch_up_rows(adam, params, Some(ids), threads);
+    }
+
+    /// Replays the missed steps of the rows of `ids`, or of every row when None.
+    fn catch_up_rows(
+        &mut self,
+        adam: &mut Adam,
+        params: &mut [f32],
+        ids: Option<&[u32]>,
+        threads: usize,
+    ) {
         let (now, c, width) = (self.now(adam), adam.consts(), self.width);
         let table = self.done.len() * width;
         let alphas = &self.alphas;
@@ -239,12 +250,15 @@ impl LazyRows {
             &mut adam.v[..table],
             threads,
         );
-        on_threads(parts, |mut part| {
-            crate::dispatch!(for &id in ids {
+        on_threads(parts, |mut part| match ids {
+            Some(ids) => crate::dispatch!(for &id in ids {
                 if let Some(r) = part.local(id) {
                     part.catch_up(r, now, width, alphas, c);
                 }
-            })
+            }),
+            None => crate::dispatch!(for r in 0..part.done.len() {
+                part.catch_up(r, now, width, alphas, c);
+            }),
         });
     }
 
@@ -310,22 +324,7 @@ impl LazyRows {
     /// Brings every row up to date: call before anything else reads the parameters or the
     /// moments (evaluation, checkpoints, saving). Afterwards they equal the dense update's.
     pub fn flush(&mut self, adam: &mut Adam, params: &mut [f32], threads: usize) {
-        let (now, c, width) = (self.now(adam), adam.consts(), self.width);
-        let table = self.done.len() * width;
-        let alphas = &self.alphas;
-        let parts = split_rows(
-            &mut self.done,
-            width,
-            &mut params[..table],
-            &mut adam.m[..table],
-            &mut adam.v[..table],
-            threads,
-        );
-        on_threads(parts, |mut part| {
-            crate::dispatch!(for r in 0..part.done.len() {
-                part.catch_up(r, now, width, alphas, c);
-            })
-        });
+        self.catch_up_rows(adam, params, None, threads);
     }
 }
 
