@@ -4,6 +4,7 @@
 
 use crate::data::{for_each_token, Side};
 use crate::infer::Classifier;
+use crate::nn::arch::Head;
 use crate::nn::network::{class_probability, Input};
 use crate::nn::Network;
 use anyhow::{bail, Result};
@@ -118,11 +119,12 @@ pub struct Explanation {
     pub cut: Vec<String>,
 }
 
-/// Each class's probability from one row of logits (a sigmoid head has two classes).
-fn probabilities(z: &[f32]) -> Vec<f64> {
+/// Each class's probability from one row of logits of a `head` (a sigmoid head has two
+/// classes).
+fn probabilities(head: Head, z: &[f32]) -> Vec<f64> {
     let mut dz = vec![0.0; z.len()];
     (0..z.len().max(2))
-        .map(|c| class_probability(z, c, &mut dz))
+        .map(|c| class_probability(head, z, c, &mut dz))
         .collect()
 }
 
@@ -237,14 +239,18 @@ pub fn attribute(
             bail!("steps {p}");
         }
     }
-    let k = net.classes();
+    let (k, head) = (net.classes(), net.head());
     // The text and the all-padding baseline, in one call.
     let mut both = ids.to_vec();
     both.resize(2 * ids.len(), pad);
     let mut logits = vec![0.0; 2 * k];
     net.predict_logits(params, &both, &mut logits);
-    let (p_text, p_base) = (probabilities(&logits[..k]), probabilities(&logits[k..]));
-    // The first most probable class (a sigmoid head: positive when p > 0.5, as `predict`).
+    let (p_text, p_base) = (
+        probabilities(head, &logits[..k]),
+        probabilities(head, &logits[k..]),
+    );
+    // The first most probable class (a sigmoid head: positive when p > 0.5, as `predict`; a
+    // multi-label head: the most probable label).
     let class = (1..p_text.len()).fold(0, |m, c| if p_text[c] > p_text[m] { c } else { m });
     let rows = (TOKENS_PER_CALL / ids.len().max(1)).max(1);
     let contributions = match method {
@@ -265,7 +271,7 @@ pub fn attribute(
                 z.resize(part.len() * k, 0.0);
                 net.predict_logits(params, &edited, &mut z);
                 for (&t, zr) in part.iter().zip(z.chunks_exact(k)) {
-                    out[t] = p_text[class] - class_probability(zr, class, &mut dz);
+                    out[t] = p_text[class] - class_probability(head, zr, class, &mut dz);
                 }
             }
             out

@@ -5,6 +5,7 @@
 
 use crate::data::Vocabulary;
 use crate::model_file::ModelFile;
+use crate::nn::arch::Head;
 use crate::nn::Network;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -74,19 +75,26 @@ impl Classifier {
     }
 
     /// Every label's probability for each row of `[N, maxlen]` ids, in [`Classifier::labels`]
-    /// order: `[1 - p, p]` for a sigmoid output, the softmax otherwise.
+    /// order: `[1 - p, p]` for a sigmoid output, the softmax of K outputs, or each label's own
+    /// sigmoid for a multi-label model (they need not sum to 1).
     pub fn label_probabilities(&mut self, ids: &[u32]) -> Vec<Vec<f32>> {
-        let k = self.net.classes();
+        let (k, head) = (self.net.classes(), self.net.head());
         self.logits(ids)
             .chunks(k.max(1))
-            .map(|z| match z {
-                [z] => {
+            .map(|z| match (head, z) {
+                (Head::Sigmoids(_), z) => z.iter().map(|&v| sigmoid(v)).collect(),
+                (_, [z]) => {
                     let p = sigmoid(*z);
                     vec![1.0 - p, p]
                 }
-                z => softmax(z),
+                (_, z) => softmax(z),
             })
             .collect()
+    }
+
+    /// Whether a text may have several labels (one sigmoid output per label).
+    pub fn multi_label(&self) -> bool {
+        matches!(self.net.head(), Head::Sigmoids(_))
     }
 
     /// The vocabulary the model file carries.
@@ -272,6 +280,147 @@ pub fn class_report(probs: &[Vec<f32>], truth: &[u32], labels: &[String]) -> Cla
     }
 }
 
+/// Metrics of a multi-label classifier: each label is decided on its own (probability >=
+/// `threshold`), so a text may get none, one or several.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct MultiLabelReport {
+    pub count: usize,
+    pub threshold: f64,
+    /// Mean binary cross-entropy over every (text, label) pair, Keras's loss for this head.
+    pub loss: f64,
+    /// The share of (text, label) decisions that are right (Keras's binary accuracy).
+    pub accuracy: f64,
+    /// The share of texts whose whole set of labels is right (exact match).
+    pub subset_accuracy: f64,
+    /// The share of (text, label) decisions that are wrong: 1 - accuracy.
+    pub hamming_loss: f64,
+    pub per_label: Vec<LabelScores>,
+    /// Counted over every (text, label) decision.
+    pub micro_avg: Scores,
+    pub macro_avg: Scores,
+    pub weighted_avg: Scores,
+    /// Each text's precision, recall and F1 of its label set, averaged over the texts.
+    pub samples_avg: Scores,
+    /// Per label: `[[true negatives, false positives], [false negatives, true positives]]`.
+    pub confusion: Vec<[[usize; 2]; 2]>,
+    /// Per label: ROC AUC and PR AUC (average precision) of its probability.
+    pub roc_auc: Vec<f64>,
+    pub pr_auc: Vec<f64>,
+}
+
+/// The report for `probs` (each text's probability of every label) against each text's true
+/// label ids `truth`, deciding at `threshold`.
+pub fn multi_label_report(
+    probs: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    labels: &[String],
+    threshold: f64,
+) -> MultiLabelReport {
+    let k = labels.len();
+    let n = truth.len();
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let f1 = |p: f64, r: f64| ratio(2.0 * p * r, p + r);
+    let mut confusion = vec![[[0usize; 2]; 2]; k];
+    let (mut loss, mut exact) = (0.0, 0usize);
+    let mut samples = [0.0f64; 3];
+    for (p, t) in probs.iter().zip(truth) {
+        let (mut hit, mut predicted, mut wrong) = (0usize, 0usize, false);
+        for c in 0..k {
+            let (truth, pred) = (t.contains(&(c as u32)), p[c] as f64 >= threshold);
+            confusion[c][truth as usize][pred as usize] += 1;
+            let q = (p[c] as f64).clamp(1e-7, 1.0 - 1e-7);
+            loss -= if truth { q.ln() } else { (1.0 - q).ln() };
+            hit += (truth && pred) as usize;
+            predicted += pred as usize;
+            wrong |= truth != pred;
+        }
+        exact += !wrong as usize;
+        let (sp, sr) = (
+            ratio(hit as f64, predicted as f64),
+            ratio(hit as f64, t.len() as f64),
+        );
+        samples[0] += sp;
+        samples[1] += sr;
+        samples[2] += ratio(2.0 * hit as f64, (predicted + t.len()) as f64);
+    }
+    let scores = |c: &[[usize; 2]; 2]| {
+        let (tp, fp, fneg) = (c[1][1] as f64, c[0][1] as f64, c[1][0] as f64);
+        let (p, r) = (ratio(tp, tp + fp), ratio(tp, tp + fneg));
+        Scores {
+            precision: p,
+            recall: r,
+            f1: f1(p, r),
+            support: c[1][0] + c[1][1],
+        }
+    };
+    let per_label: Vec<LabelScores> = labels
+        .iter()
+        .zip(&confusion)
+        .map(|(l, c)| LabelScores {
+            label: l.clone(),
+            scores: scores(c),
+        })
+        .collect();
+    let support: usize = per_label.iter().map(|l| l.scores.support).sum();
+    let mut all = [[0usize; 2]; 2];
+    for c in &confusion {
+        for (a, b) in all.iter_mut().flatten().zip(c.iter().flatten()) {
+            *a += b;
+        }
+    }
+    let average = |weight: &dyn Fn(&Scores) -> f64| {
+        let total: f64 = per_label.iter().map(|l| weight(&l.scores)).sum();
+        let mean = |f: fn(&Scores) -> f64| {
+            ratio(
+                per_label
+                    .iter()
+                    .map(|l| f(&l.scores) * weight(&l.scores))
+                    .sum(),
+                total,
+            )
+        };
+        Scores {
+            precision: mean(|s| s.precision),
+            recall: mean(|s| s.recall),
+            f1: mean(|s| s.f1),
+            support,
+        }
+    };
+    let scored = |c: usize| -> Vec<(f32, bool)> {
+        probs
+            .iter()
+            .zip(truth)
+            .map(|(p, t)| (p[c], t.contains(&(c as u32))))
+            .collect()
+    };
+    let decisions = (n * k) as f64;
+    let right = (all[0][0] + all[1][1]) as f64;
+    MultiLabelReport {
+        count: n,
+        threshold,
+        loss: ratio(loss, decisions),
+        accuracy: ratio(right, decisions),
+        subset_accuracy: ratio(exact as f64, n as f64),
+        hamming_loss: ratio(decisions - right, decisions),
+        micro_avg: Scores {
+            support,
+            ..scores(&all)
+        },
+        macro_avg: average(&|_| 1.0),
+        weighted_avg: average(&|s| s.support as f64),
+        samples_avg: Scores {
+            precision: ratio(samples[0], n as f64),
+            recall: ratio(samples[1], n as f64),
+            f1: ratio(samples[2], n as f64),
+            support,
+        },
+        roc_auc: (0..k).map(|c| roc_auc(&scored(c))).collect(),
+        pr_auc: (0..k).map(|c| average_precision(&scored(c))).collect(),
+        per_label,
+        confusion,
+    }
+}
+
 /// Groups of cases with equal score, highest score first: (positives, negatives) in each.
 fn tied_groups(scored: &[(f32, bool)]) -> Vec<(usize, usize)> {
     let mut sorted = scored.to_vec();
@@ -372,5 +521,43 @@ mod tests {
         assert!((r.macro_avg.precision - (0.5 + 1.0 + 1.0) / 3.0).abs() < 1e-12);
         assert!((r.weighted_avg.recall - (1.0 + 2.0 * 0.5 + 1.0) / 4.0).abs() < 1e-12);
         assert_eq!(r.roc_auc, None);
+    }
+
+    /// Three texts, labels a b c, threshold 0.5, by hand.
+    #[test]
+    fn multi_label_report_by_hand() {
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let probs = [
+            vec![0.9, 0.6, 0.1], // predicted a b, true a b: exact
+            vec![0.7, 0.2, 0.4], // predicted a, true a c
+            vec![0.3, 0.8, 0.2], // predicted b, true c
+        ];
+        let truth = [vec![0, 1], vec![0, 2], vec![2]];
+        let r = multi_label_report(&probs, &truth, &labels, 0.5);
+        // a: tp 2; b: tp 1 fp 1; c: fn 2, tn 1.
+        assert_eq!(r.confusion[0], [[1, 0], [0, 2]]);
+        assert_eq!(r.confusion[1], [[1, 1], [0, 1]]);
+        assert_eq!(r.confusion[2], [[1, 0], [2, 0]]);
+        assert!((r.accuracy - 6.0 / 9.0).abs() < 1e-12);
+        assert!((r.hamming_loss - 3.0 / 9.0).abs() < 1e-12);
+        assert!((r.subset_accuracy - 1.0 / 3.0).abs() < 1e-12);
+        // micro: tp 3, fp 1, fn 2.
+        assert!((r.micro_avg.precision - 0.75).abs() < 1e-12);
+        assert!((r.micro_avg.recall - 0.6).abs() < 1e-12);
+        assert_eq!(r.micro_avg.support, 5);
+        // macro precision: (1 + 1/2 + 0) / 3; weighted recall: (2*1 + 1*1 + 2*0) / 5.
+        assert!((r.macro_avg.precision - 0.5).abs() < 1e-12);
+        assert!((r.weighted_avg.recall - 0.6).abs() < 1e-12);
+        // samples: precision (1 + 1 + 0) / 3, recall (1 + 1/2 + 0) / 3.
+        assert!((r.samples_avg.precision - 2.0 / 3.0).abs() < 1e-12);
+        assert!((r.samples_avg.recall - 0.5).abs() < 1e-12);
+        // Label a: both positives above the negative.
+        assert_eq!(r.roc_auc[0], 1.0);
+        let bce: f64 = [0.9f64, 0.6, 0.9, 0.7, 0.8, 0.4, 0.7, 0.2, 0.2]
+            .iter()
+            .map(|q| -q.ln())
+            .sum::<f64>()
+            / 9.0;
+        assert!((r.loss - bce).abs() < 1e-6, "{} vs {bce}", r.loss);
     }
 }

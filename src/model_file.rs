@@ -7,9 +7,9 @@
 //! f32 little-endian, row-major, named and shaped as the model's [`Arch::tensors`] (Keras's layer
 //! weights and names: `lstm/kernel`, `bidirectional/forward_lstm/kernel`, ...). The header's
 //! `__metadata__` holds string values: `format`, `format_version`, `arch` (the layers, as
-//! Keras's `{"class_name", "config"}` objects, and maxlen), `labels`, `task` (`binary` or
-//! `multi-class`, as the output layer makes it; files without it are binary), `preprocessing`,
-//! `vocabulary` and, when known, `training`.
+//! Keras's `{"class_name", "config"}` objects, and maxlen), `labels`, `task` (`binary`,
+//! `multi-class` or `multi-label`, as the output layer makes it; files without it are binary),
+//! `preprocessing`, `vocabulary` and, when known, `training`.
 //!
 //! Format 1 (the tutorial's model only) stored a `config` ([`ModelConfig`]) instead of `arch`
 //! and `labels`; it still loads, as the layers it describes and the labels neg, pos.
@@ -637,21 +637,19 @@ fn check_vocabulary(p: &Preprocessing, vocab: &[String]) -> Result<()> {
 }
 
 /// The kind of task a model's output layer makes, as the `task` key names it: `binary` (one
-/// sigmoid unit) or `multi-class` (K softmax units).
+/// sigmoid unit), `multi-class` (K softmax units) or `multi-label` (K sigmoid units).
 pub fn task_of(arch: &Arch) -> Result<&'static str> {
     Ok(match arch.head()? {
         crate::nn::arch::Head::Sigmoid => "binary",
         crate::nn::arch::Head::Softmax(_) => "multi-class",
+        crate::nn::arch::Head::Sigmoids(_) => "multi-label",
     })
 }
 
 /// One distinct, non-empty name per class the model's output distinguishes: 2 for a sigmoid
-/// head (negative first), K for a K-way softmax.
+/// head (negative first), K for a K-way softmax or K sigmoid units.
 fn check_labels(arch: &Arch, labels: &[String]) -> Result<()> {
-    let want = match arch.head()? {
-        crate::nn::arch::Head::Sigmoid => 2,
-        crate::nn::arch::Head::Softmax(k) => k,
-    };
+    let want = arch.head()?.labels();
     if labels.len() != want {
         bail!(
             "the model has {} labels but its output layer distinguishes {want} classes; the file \

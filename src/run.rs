@@ -318,11 +318,13 @@ struct Prepared {
     val_is_test: bool,
     /// The class names in output order.
     labels: Vec<String>,
+    /// A text may have several labels (one sigmoid output each).
+    multi_label: bool,
 }
 
 /// Loads the data of `plan` and splits off the validation part; prints the tutorial's lines.
 fn prepare_data(source: &Path, plan: &TrainPlan, quiet: bool) -> Result<(Prepared, String)> {
-    let (mut ds, labels, val_file) = match &plan.own {
+    let (mut ds, labels, val_file, multi_label) = match &plan.own {
         None => (
             // A file in no format at all: say so beside what the aclImdb reader expected.
             load_data(source, plan, quiet).map_err(|e| match data::Format::detect(source) {
@@ -331,6 +333,7 @@ fn prepare_data(source: &Path, plan: &TrainPlan, quiet: bool) -> Result<(Prepare
             })?,
             crate::model_file::imdb_labels(),
             None,
+            false,
         ),
         Some(own) => load_own_data(source, own, plan, quiet)?,
     };
@@ -353,6 +356,7 @@ fn prepare_data(source: &Path, plan: &TrainPlan, quiet: bool) -> Result<(Prepare
             val,
             val_is_test,
             labels,
+            multi_label,
         },
         fp,
     ))
@@ -365,7 +369,7 @@ fn load_own_data(
     own: &crate::train::OwnData,
     plan: &TrainPlan,
     quiet: bool,
-) -> Result<(Dataset, Vec<String>, Option<Encoded>)> {
+) -> Result<(Dataset, Vec<String>, Option<Encoded>, bool)> {
     let sources = data::labelled::OwnSources {
         train: source,
         test: own.test.as_deref(),
@@ -381,12 +385,14 @@ fn load_own_data(
     )?;
     let mut ds = sets.ds;
     let names = sets.label_set.names().to_vec();
+    let multi = sets.label_set.kind() == data::labelled::TaskKind::MultiLabel;
     say!(
         quiet,
-        "Read {} ({}): {} labels: {}",
+        "Read {} ({}): {} labels{}: {}",
         source.display(),
         own.format.name(),
         names.len(),
+        if multi { ", several per text" } else { "" },
         names.join(", ")
     );
     if sets.test_held_out {
@@ -407,7 +413,7 @@ fn load_own_data(
     if let Some(v) = &sets.validation {
         say!(quiet, "{} validation sequences", v.len());
     }
-    Ok((ds, names, sets.validation))
+    Ok((ds, names, sets.validation, multi))
 }
 
 /// The fingerprint `fp` of the prepared data extended by the label names and validation data.
@@ -437,31 +443,40 @@ fn own_fingerprint(fp: &str, labels: &[String], val: Option<&Encoded>) -> String
 
 /// Fits `arch` to the data's labels: a preset's output layer is made to fit
 /// ([`crate::nn::arch::Arch::set_classes`]); a model from a file must fit already.
-fn fit_head(plan: &mut TrainPlan, labels: &[String], source: &Path) -> Result<()> {
+fn fit_head(plan: &mut TrainPlan, p: &Prepared, source: &Path) -> Result<()> {
     use crate::nn::arch::Head;
     let Some(own) = &plan.own else {
         return Ok(());
     };
+    let (labels, multi) = (&p.labels, p.multi_label);
     let k = labels.len();
     if !own.fixed_head {
-        plan.arch.set_classes(k);
+        plan.arch.set_classes(k, multi);
     }
-    let fits = match plan.arch.head()? {
-        Head::Sigmoid => k == 2,
-        Head::Softmax(n) => n == k && k > 2,
+    let head = plan.arch.head()?;
+    let fits = match head {
+        Head::Sigmoid => k == 2 && !multi,
+        Head::Softmax(n) => n == k && k > 2 && !multi,
+        Head::Sigmoids(n) => n == k && multi,
     };
     if !fits {
-        let (ends, want) = match plan.arch.head()? {
-            Head::Sigmoid => ("Dense(1, sigmoid), for two labels".to_string(), k),
-            Head::Softmax(n) => (format!("Dense({n}, softmax), for {n} labels"), k),
+        let ends = match head {
+            Head::Sigmoid => "Dense(1, sigmoid), for two labels".to_string(),
+            Head::Softmax(n) => format!("Dense({n}, softmax), for {n} labels"),
+            Head::Sigmoids(n) => {
+                format!("Dense({n}, sigmoid), for {n} labels of which a text may have several")
+            }
         };
-        let end_it = match want {
-            2 => "Dense(1, activation='sigmoid')".to_string(),
-            k => format!("Dense({k}, activation='softmax')"),
+        let end_it = match (k, multi) {
+            (k, true) => format!("Dense({k}, activation='sigmoid')"),
+            (2, false) => "Dense(1, activation='sigmoid')".to_string(),
+            (k, false) => format!("Dense({k}, activation='softmax')"),
         };
         bail!(
-            "--arch-file: the model ends in {ends}, but {} has {k} labels ({}): end it in {end_it}",
+            "--arch-file: the model ends in {ends}, but {} has {k} labels{} ({}): end it in \
+             {end_it}",
             source.display(),
+            if multi { ", several per text" } else { "" },
             labels.join(", ")
         );
     }
@@ -515,7 +530,7 @@ pub fn start(plan: &TrainPlan, opts: &RunOptions) -> Result<()> {
         // Absolute, so `--resume` finds the data from any working folder.
         let source = std::fs::canonicalize(&source).unwrap_or(source);
         let (prepared, fp) = prepare_data(&source, &plan, out.quiet)?;
-        fit_head(&mut plan, &prepared.labels, &source)?;
+        fit_head(&mut plan, &prepared, &source)?;
         Ok((source, prepared, fp))
     });
     let (source, prepared, fp) = match loaded {

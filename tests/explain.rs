@@ -82,7 +82,13 @@ fn explain_archs() -> Vec<(String, Arch)> {
             activation: Activation::Softmax,
         },
     ];
-    out.push(("gru-softmax".into(), Arch::new(softmax, T).unwrap()));
+    out.push(("gru-softmax".into(), Arch::new(softmax.clone(), T).unwrap()));
+    let mut multi = softmax;
+    multi[2] = LayerSpec::Dense {
+        units: 3,
+        activation: Activation::Sigmoid,
+    };
+    out.push(("gru-multi-label".into(), Arch::new(multi, T).unwrap()));
     out
 }
 
@@ -97,8 +103,11 @@ fn explain_params(arch: &Arch, seed: u64) -> Vec<f32> {
     p
 }
 
-/// The probability of class `c` from f64 logits, as the tool defines it.
-fn explain_prob(z: &[f64], c: usize) -> f64 {
+/// The probability of class `c` from f64 logits of a `head`, as the tool defines it.
+fn explain_prob(head: Head, z: &[f64], c: usize) -> f64 {
+    if let Head::Sigmoids(_) = head {
+        return 1.0 / (1.0 + (-z[c]).exp());
+    }
     if let [z] = z {
         let p1 = 1.0 / (1.0 + (-z).exp());
         return if c == 1 { p1 } else { 1.0 - p1 };
@@ -110,13 +119,14 @@ fn explain_prob(z: &[f64], c: usize) -> f64 {
 
 /// The naive f64 network's probabilities of `classes` for `ids`.
 fn explain_ref_probs(arch: &Arch, p: &[f64], ids: &[u32], classes: &[usize]) -> Vec<f64> {
-    let targets = vec![0.0; classes.len()];
+    let head = arch.head().unwrap();
+    let targets = vec![0.0; classes.len() * head.targets()];
     let out = reference::forward_backward(arch, p, ids, &targets, &NetMasks::default()).unwrap();
     let k = out.logits.len() / classes.len();
     out.logits
         .chunks_exact(k)
         .zip(classes)
-        .map(|(z, &c)| explain_prob(z, c))
+        .map(|(z, &c)| explain_prob(head, z, c))
         .collect()
 }
 
@@ -129,7 +139,7 @@ fn probability_gradients_match_finite_differences() {
         let params = explain_params(&arch, 5);
         let classes: Vec<usize> = match arch.head().unwrap() {
             Head::Sigmoid => vec![1, 0, 1],
-            Head::Softmax(_) => vec![0, 2, 1],
+            Head::Softmax(_) | Head::Sigmoids(_) => vec![0, 2, 1],
         };
         // Every position its own token, so moving a token's embedding row moves exactly one
         // embedding output.
@@ -218,13 +228,15 @@ fn integrated_gradients_are_complete() {
         both.extend([0; T]);
         net.predict_logits(&params, &both, &mut z);
         let z64: Vec<f64> = z.iter().map(|&v| v as f64).collect();
-        let k = net.classes();
+        let (k, h) = (net.classes(), net.head());
         let best = (0..k.max(2))
-            .max_by(|&a, &b| explain_prob(&z64[..k], a).total_cmp(&explain_prob(&z64[..k], b)))
+            .max_by(|&a, &b| {
+                explain_prob(h, &z64[..k], a).total_cmp(&explain_prob(h, &z64[..k], b))
+            })
             .unwrap();
         assert_eq!(a.class, best, "{name}");
-        assert!((a.probability - explain_prob(&z64[..k], best)).abs() < 1e-9);
-        assert!((a.baseline_probability - explain_prob(&z64[k..], best)).abs() < 1e-9);
+        assert!((a.probability - explain_prob(h, &z64[..k], best)).abs() < 1e-9);
+        assert!((a.baseline_probability - explain_prob(h, &z64[k..], best)).abs() < 1e-9);
     }
 }
 
@@ -247,7 +259,7 @@ fn occlusion_is_the_drop_when_a_token_becomes_unknown() {
             let z64: Vec<f64> = z.iter().map(|&v| v as f64).collect();
             let want = match ids[t] {
                 0 | 2 => 0.0,
-                _ => a.probability - explain_prob(&z64, a.class),
+                _ => a.probability - explain_prob(net.head(), &z64, a.class),
             };
             assert!(
                 (a.contributions[t] - want).abs() < 1e-6,

@@ -53,7 +53,7 @@ fn export_network_probabilities(arch: &Arch, params: &[f32], ids: &[u32], n: usi
     let mut logits = vec![0.0; n * k];
     net.predict_logits(params, ids, &mut logits);
     match arch.head().unwrap() {
-        Head::Sigmoid => logits
+        Head::Sigmoid | Head::Sigmoids(_) => logits
             .iter()
             .map(|&z| (1.0 / (1.0 + (-z as f64).exp())) as f32)
             .collect(),
@@ -141,7 +141,7 @@ fn every_preset_exports_and_gives_predicts_probabilities() {
 }
 
 #[test]
-fn the_other_layer_kinds_and_a_softmax_head_export_too() {
+fn the_other_layer_kinds_and_softmax_and_multi_label_heads_export_too() {
     let rnn = |units, return_sequences| Recurrent {
         return_sequences,
         ..Recurrent::new(units)
@@ -214,6 +214,18 @@ fn the_other_layer_kinds_and_a_softmax_head_export_too() {
                 dense(1, Activation::Sigmoid),
             ],
         ),
+        (
+            "conv, average, multi-label sigmoids",
+            vec![
+                LayerSpec::Embedding {
+                    input_dim: 30,
+                    output_dim: 5,
+                },
+                conv(6, 3, Activation::Relu),
+                LayerSpec::GlobalAveragePooling1D {},
+                dense(4, Activation::Sigmoid),
+            ],
+        ),
     ];
     for (i, (what, layers)) in stacks.into_iter().enumerate() {
         let arch = Arch::new(layers, 13).unwrap();
@@ -249,6 +261,7 @@ fn the_token_pattern_gives_the_tokenizers_tokens() {
             &[],
             None,
             &["neg".into(), "pos".into()],
+            false,
         )
         .unwrap(),
     )
@@ -370,9 +383,14 @@ fn preprocessing_json_alone_gives_predicts_ids() {
                 truncating,
                 ..Preprocessing::default()
             };
-            let text =
-                export::preprocessing_json(&pre, &words, None, &["neg".into(), "pos".into()])
-                    .unwrap();
+            let text = export::preprocessing_json(
+                &pre,
+                &words,
+                None,
+                &["neg".into(), "pos".into()],
+                false,
+            )
+            .unwrap();
             let json: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(json["vocabulary"].as_array().unwrap().len(), 6);
             let vocab = imdb_lstm::data::Vocabulary::from_words(words.clone());

@@ -361,19 +361,19 @@ fn arch_refuses_impossible_stacks() {
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 50, "output_dim": 4}}, {"class_name": "LSTM", "config": {"units": 8, "return_sequences": true}}]"#,
-            "--arch-file …/arch.json: the model ends in the sequence (None, 10, 8); it must end in (None, 1) with a sigmoid or (None, K) with a softmax: add GlobalMaxPooling1D and a Dense layer",
+            "--arch-file …/arch.json: the model ends in the sequence (None, 10, 8); it must end in (None, 1) with a sigmoid or (None, K) with a softmax or sigmoid: add GlobalMaxPooling1D and a Dense layer",
         ),
         (
-            r#"[{"class_name": "Embedding", "config": {"input_dim": 50, "output_dim": 4}}, {"class_name": "GlobalAveragePooling1D"}, {"class_name": "Dense", "config": {"units": 3, "activation": "sigmoid"}}]"#,
-            "--arch-file …/arch.json: layer 3 (Dense) makes the output (None, 3) with activation 'sigmoid'; the model must end in 1 unit with 'sigmoid' (two classes) or K >= 2 units with 'softmax' (K classes)",
+            r#"[{"class_name": "Embedding", "config": {"input_dim": 50, "output_dim": 4}}, {"class_name": "GlobalAveragePooling1D"}, {"class_name": "Dense", "config": {"units": 3, "activation": "relu"}}]"#,
+            "--arch-file …/arch.json: layer 3 (Dense) makes the output (None, 3) with activation 'relu'; the model must end in 1 unit with 'sigmoid' (two classes), K >= 2 units with 'softmax' (K classes) or K >= 2 units with 'sigmoid' (K labels, several per text)",
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 50, "output_dim": 4}}, {"class_name": "GlobalAveragePooling1D"}, {"class_name": "Dense", "config": {"units": 1}}, {"class_name": "Dropout", "config": {"rate": 0.1}}]"#,
-            "--arch-file …/arch.json: layer 3 (Dense) makes the output (None, 1) with activation 'linear'; the model must end in 1 unit with 'sigmoid' (two classes) or K >= 2 units with 'softmax' (K classes)",
+            "--arch-file …/arch.json: layer 3 (Dense) makes the output (None, 1) with activation 'linear'; the model must end in 1 unit with 'sigmoid' (two classes), K >= 2 units with 'softmax' (K classes) or K >= 2 units with 'sigmoid' (K labels, several per text)",
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 50, "output_dim": 4}}, {"class_name": "LSTM", "config": {"units": 4}}]"#,
-            "--arch-file …/arch.json: the model ends in (None, 4) without a Dense layer; it must end in Dense(1, activation='sigmoid') or Dense(K, activation='softmax')",
+            "--arch-file …/arch.json: the model ends in (None, 4) without a Dense layer; it must end in Dense(1, activation='sigmoid'), Dense(K, activation='softmax') or Dense(K, activation='sigmoid')",
         ),
         (
             r#"[{"class_name": "Embedding", "config": {"input_dim": 268435456, "output_dim": 2}}]"#,

@@ -135,6 +135,25 @@ fn tiny_archs() -> Vec<(String, Arch)> {
         .unwrap(),
     ));
     out.push((
+        "conv-avgpool-multi-label".into(),
+        Arch::new(
+            vec![
+                emb.clone(),
+                LayerSpec::Conv1D {
+                    filters: F,
+                    kernel_size: 2,
+                    padding: Padding::Valid,
+                    strides: 1,
+                    activation: Activation::Relu,
+                },
+                LayerSpec::GlobalAveragePooling1D {},
+                dense(3, Activation::Sigmoid),
+            ],
+            T,
+        )
+        .unwrap(),
+    ));
+    out.push((
         "gru-seq-maxpool-sigmoid".into(),
         Arch::new(
             vec![
@@ -159,11 +178,12 @@ fn random_params(n: usize, rng: &mut Pcg64) -> Vec<f32> {
 /// `b` random sequences and targets for `arch`'s head.
 fn batch(arch: &Arch, b: usize, rng: &mut Pcg64) -> (Vec<u32>, Vec<f32>) {
     let ids = (0..b * T).map(|_| rng.gen_range(0..V as u32)).collect();
-    let classes = match arch.head().unwrap() {
-        Head::Sigmoid => 2,
-        Head::Softmax(k) => k as u32,
+    let y = match arch.head().unwrap() {
+        Head::Sigmoid => (0..b).map(|_| rng.gen_range(0..2) as f32).collect(),
+        Head::Softmax(k) => (0..b).map(|_| rng.gen_range(0..k) as f32).collect(),
+        // K 0/1 targets per sequence.
+        Head::Sigmoids(k) => (0..b * k).map(|_| rng.gen_range(0..2) as f32).collect(),
     };
-    let y = (0..b).map(|_| rng.gen_range(0..classes) as f32).collect();
     (ids, y)
 }
 
@@ -207,8 +227,9 @@ fn every_stack_matches_the_naive_network() {
                 let mut g = Gradients::zeros(&net);
                 let stats = net.train_batch(&params, &ids, &y, &masks, &mut g);
                 let want = reference::forward_backward(&arch, &p64, &ids, &y64, &masks).unwrap();
-                assert_eq!(stats.count, b);
-                let loss = stats.loss_sum / b as f64;
+                // Multi-label sums count every label's term (Keras's means over them).
+                assert_eq!(stats.count, b * arch.head().unwrap().targets());
+                let loss = stats.loss_sum / stats.count as f64;
                 assert!(
                     (loss - want.loss).abs() <= 1e-6 * (1.0 + want.loss.abs()),
                     "{what}: loss {loss}, want {}",

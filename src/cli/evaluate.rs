@@ -3,7 +3,7 @@
 
 use super::{DataArgs, FormatArgs};
 use crate::data::labelled::{read_labelled, LabelSet, TaskKind};
-use crate::infer::{ClassReport, Classifier};
+use crate::infer::{ClassReport, Classifier, MultiLabelReport};
 use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -26,6 +26,10 @@ pub struct EvaluateArgs {
     /// Worker threads [default: all cores].
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
+    /// A multi-label model gives a text each label whose probability is at least this
+    /// [default: 0.5].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub threshold: Option<f64>,
 }
 
 pub fn run(args: &EvaluateArgs) -> Result<()> {
@@ -34,8 +38,21 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         bail!("--limit 0: use at least 1 review (or leave --limit out to use them all)");
     }
     let mut model = crate::infer::Classifier::load(&args.model, threads)?;
+    let threshold = super::threshold(args.threshold, &model)?;
     if let Some(format) = args.format.own_format(args.data.data.as_deref())? {
+        if model.multi_label() {
+            return multi_label(args, format, &mut model, threshold);
+        }
         return own_data(args, format, &mut model);
+    }
+    if model.labels().len() != 2 || model.multi_label() {
+        bail!(
+            "{} tells apart {} labels ({}); the aclImdb reviews have two: evaluate it on data of \
+             its own labels with --data FILE",
+            args.model.display(),
+            model.labels().len(),
+            model.labels().join(", ")
+        );
     }
     let source = crate::data::resolve_source(args.data.data.as_deref(), !args.json)?;
     let raw = crate::data::load_reviews(&source)?;
@@ -92,11 +109,39 @@ fn own_data(
         .as_deref()
         .expect("own data comes with --data");
     let labels = model.labels().to_vec();
-    let kind = match labels.len() {
-        2 => TaskKind::Binary,
+    let (probs, truth) = read_and_answer(args, format, model)?;
+    let truth: Vec<u32> = truth.iter().map(|t| t[0]).collect();
+    let r = crate::infer::class_report(&probs, &truth, &labels);
+    let lines = if args.json {
+        vec![serde_json::to_string(&r)?]
+    } else {
+        report_lines(&r, &labels, &path.display().to_string())
+    };
+    super::predict::write_stdout(lines, "the metrics")
+}
+
+/// Each text's probability of every label, and its true label ids.
+type Answers = (Vec<Vec<f32>>, Vec<Vec<u32>>);
+
+/// The texts of `--data` (the first `--limit`) with the model's probabilities for every label,
+/// and each text's true label ids (the model's labels, checked).
+fn read_and_answer(
+    args: &EvaluateArgs,
+    format: crate::data::Format,
+    model: &mut Classifier,
+) -> Result<Answers> {
+    let path = args
+        .data
+        .data
+        .as_deref()
+        .expect("own data comes with --data");
+    let labels = model.labels().to_vec();
+    let kind = match (labels.len(), model.multi_label()) {
+        (_, true) => TaskKind::MultiLabel,
+        (2, false) => TaskKind::Binary,
         _ => TaskKind::MultiClass,
     };
-    let known = LabelSet::in_order(labels.clone(), kind);
+    let known = LabelSet::in_order(labels, kind);
     let opts = args.format.read_options(format);
     let mut count = 0usize;
     let limit = args.limit.unwrap_or(usize::MAX);
@@ -105,19 +150,80 @@ fn own_data(
         (count <= limit).then(|| model.encode(&[t]))
     })?;
     let n = d.items.iter().filter(|r| r.is_some()).count();
-    let truth: Vec<u32> = (0..n).map(|i| d.labels.get(i)[0]).collect();
+    let truth: Vec<Vec<u32>> = (0..n).map(|i| d.labels.get(i).to_vec()).collect();
     let mut probs = Vec::with_capacity(n);
     for rows in d.items[..n].chunks(BATCH) {
         let ids: Vec<u32> = rows.iter().flatten().flatten().copied().collect();
         probs.extend(model.label_probabilities(&ids));
     }
-    let r = crate::infer::class_report(&probs, &truth, &labels);
+    Ok((probs, truth))
+}
+
+/// `evaluate --data FILE` with a multi-label model.
+fn multi_label(
+    args: &EvaluateArgs,
+    format: crate::data::Format,
+    model: &mut Classifier,
+    threshold: f64,
+) -> Result<()> {
+    let labels = model.labels().to_vec();
+    let (probs, truth) = read_and_answer(args, format, model)?;
+    let r = crate::infer::multi_label_report(&probs, &truth, &labels, threshold);
     let lines = if args.json {
         vec![serde_json::to_string(&r)?]
     } else {
-        report_lines(&r, &labels, &path.display().to_string())
+        let source = args.data.data.as_deref().map(|p| p.display().to_string());
+        multi_label_lines(&r, &labels, source.as_deref().unwrap_or(""))
     };
     super::predict::write_stdout(lines, "the metrics")
+}
+
+/// A multi-label report as text: the scores per label (with its AUCs and counts) and averaged.
+fn multi_label_lines(r: &MultiLabelReport, labels: &[String], source: &str) -> Vec<String> {
+    let w = labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    let mut lines = vec![
+        format!(
+            "Evaluated {} texts from {source} (a label is given at probability >= {})",
+            r.count, r.threshold
+        ),
+        format!(
+            "loss: {:.4} - accuracy: {:.4} (per label) - exact match: {:.4} - hamming loss: {:.4}",
+            r.loss, r.accuracy, r.subset_accuracy, r.hamming_loss
+        ),
+        format!(
+            "{:<w$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>7}  {:>7}  {:>6}  {:>6}  {:>6}  {:>6}",
+            "", "precision", "recall", "f1", "support", "roc_auc", "pr_auc", "tp", "fp", "fn", "tn"
+        ),
+    ];
+    let row = |name: &str, s: &crate::infer::Scores| {
+        format!(
+            "{name:<w$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>9}",
+            s.precision, s.recall, s.f1, s.support
+        )
+    };
+    for (i, l) in r.per_label.iter().enumerate() {
+        let c = r.confusion[i];
+        lines.push(format!(
+            "{}  {:>7.4}  {:>7.4}  {:>6}  {:>6}  {:>6}  {:>6}",
+            row(&l.label, &l.scores),
+            r.roc_auc[i],
+            r.pr_auc[i],
+            c[1][1],
+            c[0][1],
+            c[1][0],
+            c[0][0]
+        ));
+    }
+    lines.push(row("micro avg", &r.micro_avg));
+    lines.push(row("macro avg", &r.macro_avg));
+    lines.push(row("weighted avg", &r.weighted_avg));
+    lines.push(row("samples avg", &r.samples_avg));
+    lines
 }
 
 /// The report as text: the scores per label and averaged, the confusion matrix, the AUCs.

@@ -36,14 +36,16 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         model_parts(&file).with_context(|| args.model.display().to_string())?;
     let onnx = export::onnx::model_bytes(&arch, &params)
         .with_context(|| format!("cannot export {}", args.model.display()))?;
+    let multi_label = matches!(arch.head()?, crate::nn::arch::Head::Sigmoids(_));
     let json = export::preprocessing_json(
         &file.preprocessing,
         &file.vocabulary,
         file.ngrams.as_ref(),
         &labels,
+        multi_label,
     )
     .with_context(|| format!("cannot export {}", args.model.display()))?;
-    let readme = export::readme(&labels);
+    let readme = export::readme(&labels, multi_label);
     let files: [(&str, &[u8]); 3] = [
         (MODEL_ONNX, &onnx),
         (PREPROCESSING_JSON, json.as_bytes()),

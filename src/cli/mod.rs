@@ -88,6 +88,11 @@ pub struct FormatArgs {
     /// Refuse data with more distinct labels than this, likely the wrong column [default: 1000].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_labels: Option<usize>,
+    /// Several labels per text: one sigmoid output per label. With SEP, each label value is
+    /// split on it (`--multi-label ';'` reads `sports;news`); fastText lines with several
+    /// `__label__`s and JSONL label arrays are multi-label without it.
+    #[arg(long, value_name = "SEP", num_args = 0..=1, default_missing_value = "")]
+    pub multi_label: Option<String>,
 }
 
 impl FormatArgs {
@@ -112,6 +117,7 @@ impl FormatArgs {
                 ("--text-column", self.text_column.is_some()),
                 ("--label-column", self.label_column.is_some()),
                 ("--max-labels", self.max_labels.is_some()),
+                ("--multi-label", self.multi_label.is_some()),
             ];
             if let Some((flag, _)) = given.iter().find(|g| g.1) {
                 bail!(
@@ -145,6 +151,8 @@ impl FormatArgs {
             label_column: self.label_column.clone().unwrap_or(d.label_column),
             max_labels: self.max_labels.unwrap_or(d.max_labels),
             max_record_bytes: d.max_record_bytes,
+            multi_label: self.multi_label.is_some(),
+            label_separator: self.multi_label.clone().filter(|s| !s.is_empty()),
         }
     }
 }
@@ -342,11 +350,16 @@ impl TrainArgs {
         };
         let (base, what) = self.base_model()?;
         let arch = self.sized(&base, &what)?;
-        if let (Ok(Head::Softmax(k)), None) = (arch.head(), &own) {
-            bail!(
+        match (arch.head(), &own) {
+            (Ok(Head::Softmax(k)), None) => bail!(
                 "{what}: the model ends in a {k}-way softmax, but the IMDB reviews have 2 classes \
                  (negative, positive): end it in Dense(1, sigmoid)"
-            );
+            ),
+            (Ok(Head::Sigmoids(k)), None) => bail!(
+                "{what}: the model ends in {k} sigmoid units (multi-label), but the IMDB reviews \
+                 have one of 2 classes (negative, positive): end it in Dense(1, sigmoid)"
+            ),
+            _ => {}
         }
         let num_words = arch.embedding().map_or(0, |e| e.0);
         let pre = Preprocessing {
@@ -522,6 +535,8 @@ impl TrainArgs {
             holdout,
             positive_label: self.positive_label.clone(),
             fixed_head: self.arch_file.is_some(),
+            multi_label: opts.multi_label,
+            label_separator: opts.label_separator,
         }))
     }
 }
@@ -567,6 +582,22 @@ pub fn threads(flag: Option<usize>) -> Result<usize> {
         ),
         Some(t) => Ok(t),
         None => Ok(TrainConfig::default().threads.clamp(1, MAX_THREADS)),
+    }
+}
+
+/// `--threshold` of `predict`, `evaluate` and `serve`, checked: between 0 and 1 exclusive, for
+/// a multi-label model only; 0.5 when not given.
+pub fn threshold(flag: Option<f64>, model: &crate::infer::Classifier) -> Result<f64> {
+    match flag {
+        Some(p) if !(p > 0.0 && p < 1.0) => {
+            anyhow::bail!("--threshold {p}: give a probability between 0 and 1, like 0.5")
+        }
+        Some(p) if !model.multi_label() => anyhow::bail!(
+            "--threshold {p} is for multi-label models (several labels per text); this model \
+             gives each text its most probable label: drop --threshold"
+        ),
+        Some(p) => Ok(p),
+        None => Ok(0.5),
     }
 }
 

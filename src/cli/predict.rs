@@ -38,6 +38,10 @@ pub struct PredictArgs {
     /// more than two labels).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub top_k: Option<usize>,
+    /// A multi-label model gives a review each label whose probability is at least this
+    /// [default: 0.5].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub threshold: Option<f64>,
     /// With --explain: integration steps of integrated-gradients, 1 to 4096 [default: 32].
     #[arg(
         long,
@@ -120,20 +124,32 @@ fn shown(text: &str) -> String {
         .collect()
 }
 
+/// How `predict` answers: the labels, how many to show, the multi-label threshold, JSON or not.
+struct Answering<'a> {
+    labels: &'a [String],
+    top_k: usize,
+    /// A multi-label model's threshold; `None` for one label per review.
+    threshold: Option<f64>,
+    json: bool,
+}
+
 /// The output line for review `r`, number `index` (0-based) of the input, with every label's
 /// probability `probs` (in `labels` order). Two labels: the probability of the second (positive)
 /// one and the label it decides; more: the most probable label and its probability, or the
-/// `top_k` most probable. `--json` adds every label's probability.
-fn answer(
-    index: usize,
-    r: &Review,
-    probs: &[f32],
-    labels: &[String],
-    top_k: usize,
-    json: bool,
-) -> String {
+/// `top_k` most probable; multi-label: every label at or above the threshold, most probable
+/// first. `--json` adds every label's probability.
+fn answer(index: usize, r: &Review, probs: &[f32], how: &Answering) -> String {
+    let Answering {
+        labels,
+        top_k,
+        json,
+        ..
+    } = *how;
     let mut ranked: Vec<usize> = (0..probs.len()).collect();
     ranked.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    if let Some(t) = how.threshold {
+        return multi_label_answer(index, r, probs, &ranked, how, t);
+    }
     let (p, label) = match probs {
         [_, p] => (*p, label_name(labels, (*p > 0.5) as usize)),
         _ => (probs[ranked[0]], label_name(labels, ranked[0])),
@@ -157,17 +173,65 @@ fn answer(
                 .collect::<Vec<_>>()
                 .join("  "),
         };
-        let preview: String = r.text.chars().take(60).collect();
-        let more = if r.text.chars().nth(60).is_some() {
-            "..."
-        } else {
-            ""
-        };
         match top_k {
-            0 | 1 => format!("{p:.4}  {label}  {}{more}", shown(&preview)),
-            _ => format!("{label}  |  {}{more}", shown(&preview)),
+            0 | 1 => format!("{p:.4}  {label}  {}", preview(r.text)),
+            _ => format!("{label}  |  {}", preview(r.text)),
         }
     }
+}
+
+/// [`answer`] for a multi-label model: `ranked` is the labels by falling probability.
+fn multi_label_answer(
+    index: usize,
+    r: &Review,
+    probs: &[f32],
+    ranked: &[usize],
+    how: &Answering,
+    threshold: f64,
+) -> String {
+    let given: Vec<usize> = ranked
+        .iter()
+        .copied()
+        .filter(|&c| probs[c] as f64 >= threshold)
+        .collect();
+    if how.json {
+        let all: serde_json::Map<String, serde_json::Value> = how
+            .labels
+            .iter()
+            .zip(probs)
+            .map(|(l, &p)| (l.clone(), p.into()))
+            .collect();
+        let names: Vec<&str> = given.iter().map(|&c| how.labels[c].as_str()).collect();
+        return serde_json::json!({ "index": index, "line": r.line, "labels": names,
+            "probabilities": all })
+        .to_string();
+    }
+    let shown_labels = match how.top_k {
+        0 | 1 if given.is_empty() => format!("(no label at >= {threshold})"),
+        0 | 1 => given
+            .iter()
+            .map(|&c| format!("{:.4} {}", probs[c], how.labels[c]))
+            .collect::<Vec<_>>()
+            .join("  "),
+        k => ranked
+            .iter()
+            .take(k)
+            .map(|&c| format!("{:.4} {}", probs[c], how.labels[c]))
+            .collect::<Vec<_>>()
+            .join("  "),
+    };
+    format!("{shown_labels}  |  {}", preview(r.text))
+}
+
+/// The first 60 characters of `text`, shown safely, with `...` when there is more.
+fn preview(text: &str) -> String {
+    let head: String = text.chars().take(60).collect();
+    let more = if text.chars().nth(60).is_some() {
+        "..."
+    } else {
+        ""
+    };
+    format!("{}{more}", shown(&head))
 }
 
 /// The explanation method the flags ask for, checked (each error names the flag).
@@ -303,9 +367,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     }
     let mut model = crate::infer::Classifier::load(&args.model, super::threads(args.threads)?)?;
     let labels = model.labels().to_vec();
+    let threshold = super::threshold(args.threshold, &model)?;
     let top_k = match args.top_k {
         Some(0) => bail!("--top-k 0: use 1 or more"),
-        Some(k) if labels.len() == 2 && k > 1 => bail!(
+        Some(k) if labels.len() == 2 && k > 1 && !model.multi_label() => bail!(
             "--top-k {k}: this model has two labels, and prints the probability of {:?}; use \
              --json for both",
             labels[1]
@@ -320,6 +385,12 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         let batch: Vec<_> = reviews.by_ref().take(BATCH).collect();
         (!batch.is_empty()).then_some(batch)
     });
+    let how = Answering {
+        labels: &labels,
+        top_k,
+        threshold: model.multi_label().then_some(threshold),
+        json: args.json,
+    };
     let lines = batches.flat_map(|batch| {
         let texts: Vec<&str> = batch.iter().map(|(_, r)| r.text).collect();
         let probs = model.label_probabilities(&model.encode(&texts));
@@ -327,7 +398,7 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         let mut lines = Vec::with_capacity(batch.len());
         for ((index, r), p) in batch.into_iter().zip(probs) {
             warn_if_empty(&mut stderr, &r);
-            lines.push(answer(index, &r, &p, &labels, top_k, args.json));
+            lines.push(answer(index, &r, &p, &how));
         }
         lines
     });

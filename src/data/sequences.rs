@@ -47,7 +47,8 @@ fn pad_into(row: &mut [u32], seq: &[u32], padding: Side, truncating: Side) {
 pub struct Encoded {
     /// Flat `[n, maxlen]` ids.
     pub x: Vec<u32>,
-    /// `[n]` labels, 1.0 for positive, 0.0 for negative.
+    /// The targets, `[n]` or `[n, K]`: per row 1.0 for positive and 0.0 for negative (two
+    /// labels), the class index (more), or K 0/1 values, one per label (multi-label data).
     pub y: Vec<f32>,
     /// Row length.
     pub maxlen: usize,
@@ -56,12 +57,23 @@ pub struct Encoded {
 impl Encoded {
     /// Number of examples.
     pub fn len(&self) -> usize {
-        self.y.len()
+        self.x.len().checked_div(self.maxlen).unwrap_or(0)
     }
 
     /// True when there are no examples.
     pub fn is_empty(&self) -> bool {
-        self.y.is_empty()
+        self.len() == 0
+    }
+
+    /// Targets per example: 1, or K for multi-label data.
+    pub fn targets(&self) -> usize {
+        self.y.len().checked_div(self.len()).unwrap_or(1)
+    }
+
+    /// The targets of example `i`.
+    pub fn target(&self, i: usize) -> &[f32] {
+        let k = self.targets();
+        &self.y[i * k..(i + 1) * k]
     }
 
     /// The ids of example `i` (panics if `i >= len()`, like slice indexing).
@@ -72,10 +84,10 @@ impl Encoded {
     /// The examples at `idx`, in that order (repeats allowed; panics on an index out of range).
     pub fn subset(&self, idx: &[usize]) -> Encoded {
         let mut x = Vec::with_capacity(idx.len() * self.maxlen);
-        let mut y = Vec::with_capacity(idx.len());
+        let mut y = Vec::with_capacity(idx.len() * self.targets());
         for &i in idx {
             x.extend_from_slice(self.row(i));
-            y.push(self.y[i]);
+            y.extend_from_slice(self.target(i));
         }
         Encoded {
             x,
@@ -100,9 +112,10 @@ impl Encoded {
                  set; use a larger dataset or a different fraction"
             );
         }
+        let k = self.targets();
         let tail = Encoded {
             x: self.x.split_off(split_at * self.maxlen),
-            y: self.y.split_off(split_at),
+            y: self.y.split_off(split_at * k),
             maxlen: self.maxlen,
         };
         Ok(tail)

@@ -72,12 +72,14 @@ struct SpecialIds {
 }
 
 /// preprocessing.json's text for a model trained with `pre` on `vocabulary` (words in rank
-/// order, as the model file keeps them) with classes `labels`.
+/// order, as the model file keeps them) with classes `labels` (`multi_label`: a text may have
+/// several, each with its own sigmoid output).
 pub fn preprocessing_json(
     pre: &Preprocessing,
     vocabulary: &[String],
     ngrams: Option<&NgramTable>,
     labels: &[String],
+    multi_label: bool,
 ) -> Result<String> {
     if pre.tokenizer != TOKENIZER_NAME || pre.tokenizer_version != TOKENIZER_VERSION {
         bail!(
@@ -89,6 +91,11 @@ pub fn preprocessing_json(
     }
     let kept = Vocabulary::from_words(vocabulary.to_vec()).kept(pre);
     let output = match labels {
+        _ if multi_label => format!(
+            "probabilities: float32 [batch, {}], each label's own probability, in labels' \
+             order; a text has every label whose probability is at least the threshold (0.5)",
+            labels.len()
+        ),
         [neg, pos] => format!(
             "probabilities: float32 [batch, 1], the probability of \"{pos}\" (else \"{neg}\")"
         ),
@@ -136,8 +143,12 @@ pub fn preprocessing_json(
 }
 
 /// The README.md that goes into the folder.
-pub fn readme(labels: &[String]) -> String {
+pub fn readme(labels: &[String], multi_label: bool) -> String {
     let answer = match labels {
+        _ if multi_label => "`probabilities` is `[batch, K]`: each label's own probability, in \
+              the order of `labels` in preprocessing.json; a text has every label at 0.5 or \
+              more (or at the threshold you choose)."
+            .to_string(),
         [neg, pos] => format!(
             "`probabilities` is `[batch, 1]`: the probability that the text is \"{pos}\" \
              (below 0.5: \"{neg}\")."

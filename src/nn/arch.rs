@@ -236,6 +236,36 @@ pub enum Head {
     Sigmoid,
     /// K >= 2 softmax units: a distribution over K classes; categorical cross-entropy.
     Softmax(usize),
+    /// K >= 2 sigmoid units: K independent yes/no labels (multi-label); binary cross-entropy
+    /// per label, averaged over the labels as Keras's `binary_crossentropy` does.
+    Sigmoids(usize),
+}
+
+impl Head {
+    /// Logits per sequence: 1 for a sigmoid head, K otherwise.
+    pub fn outputs(self) -> usize {
+        match self {
+            Head::Sigmoid => 1,
+            Head::Softmax(k) | Head::Sigmoids(k) => k,
+        }
+    }
+
+    /// Training targets per sequence: K 0/1 values for a multi-label head, else one (0/1 for a
+    /// sigmoid, the class index for a softmax).
+    pub fn targets(self) -> usize {
+        match self {
+            Head::Sigmoids(k) => k,
+            _ => 1,
+        }
+    }
+
+    /// The labels the head tells apart (a single sigmoid: two).
+    pub fn labels(self) -> usize {
+        match self {
+            Head::Sigmoid => 2,
+            Head::Softmax(k) | Head::Sigmoids(k) => k,
+        }
+    }
 }
 
 /// One parameter tensor: Keras's name (`lstm/kernel`) and shape.
@@ -501,12 +531,14 @@ impl Arch {
     }
 
     /// Makes a preset's output fit `classes` labels: its last Dense layer (and a sigmoid
-    /// Activation after it) becomes Dense(1, sigmoid) for two classes, K softmax units for K > 2.
+    /// Activation after it) becomes Dense(1, sigmoid) for two classes, K softmax units for K > 2,
+    /// K sigmoid units for K labels of which a text may have several (`multi_label`).
     /// This is the one place a preset's head is replaced; a model from a file is never changed.
-    pub fn set_classes(&mut self, classes: usize) {
-        let (units, act) = match classes {
-            2 => (1, Activation::Sigmoid),
-            k => (k, Activation::Softmax),
+    pub fn set_classes(&mut self, classes: usize, multi_label: bool) {
+        let (units, act) = match (classes, multi_label) {
+            (k, true) => (k, Activation::Sigmoid),
+            (2, false) => (1, Activation::Sigmoid),
+            (k, false) => (k, Activation::Softmax),
         };
         let Some(at) = self
             .layers
@@ -792,7 +824,7 @@ fn head_of(layers: &[LayerSpec], info: &[LayerInfo]) -> Result<Head> {
     let Shape::Flat { features: k } = end else {
         bail!(
             "the model ends in the sequence {end}; it must end in (None, 1) with a sigmoid or \
-             (None, K) with a softmax: add GlobalMaxPooling1D and a Dense layer"
+             (None, K) with a softmax or sigmoid: add GlobalMaxPooling1D and a Dense layer"
         )
     };
     let last = layers.iter().enumerate().rev().find_map(|(i, l)| match l {
@@ -804,9 +836,11 @@ fn head_of(layers: &[LayerSpec], info: &[LayerInfo]) -> Result<Head> {
     match (last, k) {
         (Some((_, Activation::Sigmoid)), 1) => Ok(Head::Sigmoid),
         (Some((_, Activation::Softmax)), k) if k >= 2 => Ok(Head::Softmax(k)),
+        (Some((_, Activation::Sigmoid)), k) if k >= 2 => Ok(Head::Sigmoids(k)),
         (Some((i, act)), k) => bail!(
             "layer {} ({}) makes the output {} with activation '{}'; the model must end in 1 unit \
-             with 'sigmoid' (two classes) or K >= 2 units with 'softmax' (K classes)",
+             with 'sigmoid' (two classes), K >= 2 units with 'softmax' (K classes) or K >= 2 \
+             units with 'sigmoid' (K labels, several per text)",
             i + 1,
             layers[i].class_name(),
             Shape::Flat { features: k },
@@ -814,7 +848,8 @@ fn head_of(layers: &[LayerSpec], info: &[LayerInfo]) -> Result<Head> {
         ),
         (None, _) => bail!(
             "the model ends in {end} without a Dense layer; it must end in Dense(1, \
-             activation='sigmoid') or Dense(K, activation='softmax')"
+             activation='sigmoid'), Dense(K, activation='softmax') or Dense(K, \
+             activation='sigmoid')"
         ),
     }
 }

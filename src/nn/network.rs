@@ -19,7 +19,7 @@ pub mod reference;
 
 use super::arch::{self, Arch, Head, LayerSpec, Shape};
 use super::conv::Conv1d;
-use super::dense::{self, softmax_cross_entropy, Cache, Dense, Grads};
+use super::dense::{self, sigmoid_cross_entropy, softmax_cross_entropy, Cache, Dense, Grads};
 use super::gemm::{matmul, Op};
 use super::gru::{GruCache, GruGrads, GruWeights};
 use super::lstm::{LstmCache, LstmGrads, LstmWeights, Mask, PackedGates, Upstream};
@@ -562,12 +562,14 @@ impl Network {
         self.maxlen
     }
 
-    /// Logits per sequence: 1 (sigmoid head) or K (softmax head).
+    /// Logits per sequence: 1 (sigmoid head) or K (softmax or multi-label head).
     pub fn classes(&self) -> usize {
-        match self.head {
-            Head::Sigmoid => 1,
-            Head::Softmax(k) => k,
-        }
+        self.head.outputs()
+    }
+
+    /// The output layer's kind (what the logits mean, and the loss).
+    pub fn head(&self) -> Head {
+        self.head
     }
 
     /// Length of the flat parameter buffer (the arch's [`Arch::layout`]).
@@ -684,7 +686,8 @@ impl Network {
     }
 
     /// Forward and backward on one training batch: `ids` `[B, maxlen]`, `targets` `[B]` (0/1
-    /// for a sigmoid head, class indices for a softmax head; the caller checks them); `masks` as
+    /// for a sigmoid head, class indices for a softmax head; the caller checks them) or `[B, K]`
+    /// (0/1 per label for a multi-label head, [`Head::targets`]); `masks` as
     /// [`Network::draw_masks`] draws them for B sequences, or empty for none. `grads` is
     /// overwritten with the gradient of the batch's mean loss. Returns the batch's sums.
     pub fn train_batch(
@@ -695,8 +698,9 @@ impl Network {
         masks: &NetMasks,
         grads: &mut Gradients,
     ) -> BatchStats {
-        let t_len = self.maxlen;
-        let n = targets.len();
+        let (t_len, per) = (self.maxlen, self.head.targets());
+        let n = targets.len() / per;
+        assert_eq!(targets.len(), n * per, "targets must be [batch, {per}]");
         assert_eq!(ids.len(), n * t_len, "ids must be [batch, maxlen]");
         assert_eq!(
             params.len(),
@@ -718,7 +722,7 @@ impl Network {
             for (k, ws) in self.workspaces.iter_mut().take(threads).enumerate() {
                 let (r0, r1) = chunk(n, threads, k);
                 let ids = &ids[r0 * t_len..r1 * t_len];
-                let targets = &targets[r0..r1];
+                let targets = &targets[r0 * per..r1 * per];
                 let mut job = move || {
                     ws.grads.clear();
                     ws.grads.resize(dense_len, 0.0);
@@ -788,7 +792,8 @@ impl Network {
 
     /// For each sequence `b` of `input`, without dropout: the probability of class `classes[b]`
     /// (a sigmoid head: class 1 is the positive label, sigmoid(logit), class 0 the negative one,
-    /// 1 - sigmoid(logit); a softmax head: class k's softmax output) written to `probs[b]`, and
+    /// 1 - sigmoid(logit); a softmax head: class k's softmax output; a multi-label head: label
+    /// k's sigmoid) written to `probs[b]`, and
     /// its gradient with respect to the embedding output `[maxlen, D]` of that sequence, written
     /// to `grads` `[B, maxlen, D]`. The forward and backward are training's (the weight
     /// gradients are computed and dropped); rows are split over the threads as in training.
@@ -819,7 +824,7 @@ impl Network {
             return;
         }
         let threads = self.threads.min(n);
-        let (nodes, emb_len) = (&self.nodes, self.vocab * self.embed_dim);
+        let (nodes, emb_len, head) = (&self.nodes, self.vocab * self.embed_dim, self.head);
         std::thread::scope(|s| {
             let (mut probs, mut grads) = (probs, grads);
             let mut handles = Vec::new();
@@ -840,7 +845,7 @@ impl Network {
                         emb_len,
                         masks: None,
                     };
-                    ws.probability_chunk(&run, input, classes, p, g);
+                    ws.probability_chunk(&run, head, input, classes, p, g);
                 };
                 if k + 1 == threads {
                     job();
@@ -948,10 +953,17 @@ impl Network {
     }
 }
 
-/// The probability of class `c` from one row of logits `z` (a sigmoid head's one logit: class 1
-/// is sigmoid(z), class 0 is 1 - sigmoid(z); else the softmax of `z`), and its gradient with
-/// respect to `z`, written to `dz`. In f64, so saturated logits give 0 and 1, not NaN.
-pub fn class_probability(z: &[f32], c: usize, dz: &mut [f32]) -> f64 {
+/// The probability of class `c` from one row of logits `z` of a `head` (a sigmoid head's one
+/// logit: class 1 is sigmoid(z), class 0 is 1 - sigmoid(z); a softmax head: the softmax of `z`;
+/// a multi-label head: sigmoid(z_c), each label on its own), and its gradient with respect to
+/// `z`, written to `dz`. In f64, so saturated logits give 0 and 1, not NaN.
+pub fn class_probability(head: Head, z: &[f32], c: usize, dz: &mut [f32]) -> f64 {
+    if let Head::Sigmoids(_) = head {
+        let p = 1.0 / (1.0 + (-z[c] as f64).exp());
+        dz.fill(0.0);
+        dz[c] = (p * (1.0 - p)) as f32;
+        return p;
+    }
     if let [z] = z {
         let p1 = 1.0 / (1.0 + (-*z as f64).exp());
         let g = p1 * (1.0 - p1);
@@ -1220,7 +1232,7 @@ impl Workspace {
 
     /// Forward and backward of one chunk; `scale` = 1 / (whole batch size) for the mean loss.
     fn train_chunk(&mut self, run: &Run, head: Head, ids: &[u32], targets: &[f32], scale: f32) {
-        let b = targets.len();
+        let b = targets.len() / head.targets();
         self.forward(run, ids, b, 0);
         let last = run.nodes.len() - 1;
         let logits = self.caches[last].output(&run.nodes[last], b);
@@ -1253,6 +1265,19 @@ impl Workspace {
                 }
                 k
             }
+            Head::Sigmoids(k) => {
+                let dl = sized(&mut self.dlogits, b * k);
+                // Keras's binary_crossentropy and binary_accuracy: means over the K labels, so
+                // the sums count every label's term and `count` is rows * K.
+                stats.loss_sum += sigmoid_cross_entropy(logits, targets, k, scale, dl) * k as f64;
+                stats.correct = logits
+                    .iter()
+                    .zip(targets)
+                    .filter(|(&z, &t)| (z > 0.0) == (t > 0.5))
+                    .count();
+                stats.count = b * k;
+                k
+            }
         };
         self.stats = stats;
         self.backward(run, b, k_out);
@@ -1277,6 +1302,7 @@ impl Workspace {
     fn probability_chunk(
         &mut self,
         run: &Run,
+        head: Head,
         input: Input,
         classes: &[usize],
         probs: &mut [f32],
@@ -1303,7 +1329,7 @@ impl Workspace {
             .zip(classes)
             .zip(probs.iter_mut())
         {
-            *p = class_probability(z, c, dz) as f32;
+            *p = class_probability(head, z, c, dz) as f32;
         }
         self.grads.clear();
         self.grads.resize(run.params.len() - run.emb_len, 0.0);

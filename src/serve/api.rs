@@ -26,6 +26,8 @@ pub struct App {
     pub batcher: Batcher,
     pub limits: Limits,
     pub labels: Vec<String>,
+    /// A multi-label model (K sigmoid outputs): a text gets every label at 0.5 or more.
+    pub multi_label: bool,
     /// `GET /v1/model`, serialised once.
     pub card: Vec<u8>,
     /// The model graph, drawn from the model file's layers.
@@ -325,7 +327,7 @@ async fn predict(State(app): State<Arc<App>>, body: Request) -> Response {
         let predictions: Vec<Value> = probs
             .iter()
             .enumerate()
-            .map(|(i, p)| prediction(&app.labels, i, p))
+            .map(|(i, p)| prediction(&app.labels, app.multi_label, i, p))
             .collect();
         Ok(json_response(
             StatusCode::OK,
@@ -337,22 +339,34 @@ async fn predict(State(app): State<Arc<App>>, body: Request) -> Response {
 
 /// Text `index`'s answer in `predict --json`'s shape (`index`, `line`, `probability`, `label`;
 /// `probability` is P(positive) for a two-label model, as there, else the label's), with every
-/// label's probability by name.
-fn prediction(labels: &[String], index: usize, p: &[f32]) -> Value {
+/// label's probability by name; a multi-label model adds `labels`, those at 0.5 or more, most
+/// probable first (`label` is the most probable one).
+fn prediction(labels: &[String], multi_label: bool, index: usize, p: &[f32]) -> Value {
     let best = (1..p.len()).fold(0, |m, c| if p[c] > p[m] { c } else { m });
-    let probability = if p.len() == 2 { p[1] } else { p[best] };
+    let probability = if p.len() == 2 && !multi_label {
+        p[1]
+    } else {
+        p[best]
+    };
     let all: serde_json::Map<String, Value> = labels
         .iter()
         .zip(p)
         .map(|(l, &v)| (l.clone(), json!(v)))
         .collect();
-    json!({
+    let mut answer = json!({
         "index": index,
         "line": index + 1,
         "probability": probability,
         "label": label_name(labels, best),
         "probabilities": all,
-    })
+    });
+    if multi_label {
+        let mut given: Vec<usize> = (0..p.len()).filter(|&c| p[c] >= 0.5).collect();
+        given.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+        let names: Vec<&str> = given.iter().map(|&c| labels[c].as_str()).collect();
+        answer["labels"] = json!(names);
+    }
+    answer
 }
 
 #[derive(Deserialize)]

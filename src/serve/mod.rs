@@ -72,6 +72,7 @@ fn card(c: &Classifier) -> Result<serde_json::Value> {
         "params": c.params.len(),
         "arch": f.arch,
         "labels": f.labels,
+        "task": crate::model_file::task_of(&f.arch)?,
         "preprocessing": f.preprocessing,
         "vocabulary_size": f.vocabulary.len(),
         "training": f.training,
@@ -100,6 +101,7 @@ pub fn run(cfg: &Config) -> Result<()> {
     let layers = crate::report::graph::model_layers(&classifier.file.arch)?;
     let app = Arc::new(api::App {
         labels: classifier.labels().to_vec(),
+        multi_label: classifier.multi_label(),
         card,
         model_svg: crate::report::graph::model_svg(&layers),
         history_svg: history_svg(&cfg.model),

@@ -177,8 +177,8 @@ pub fn run_epoch_with(
     embedding: Option<(usize, usize)>,
 ) -> anyhow::Result<EpochRecord> {
     let start = Instant::now();
-    let t_len = net.maxlen();
-    let n = train.y.len();
+    let (t_len, per) = (net.maxlen(), net.head().targets());
+    let n = train.x.len() / t_len;
     anyhow::ensure!(n > 0, "no training sequences");
     let epoch = state.epochs_done() + 1;
     let mut order: Vec<usize> = (0..n).collect();
@@ -188,7 +188,7 @@ pub fn run_epoch_with(
     let mut masks = NetMasks::default();
     let (mut xbuf, mut ybuf) = (
         Vec::with_capacity(cfg.batch_size * t_len),
-        Vec::with_capacity(cfg.batch_size),
+        Vec::with_capacity(cfg.batch_size * per),
     );
     let mut total = BatchStats::default();
     let mut lazy = embedding.map(|(rows, width)| LazyRows::new(&state.adam, rows, width));
@@ -202,7 +202,7 @@ pub fn run_epoch_with(
             ybuf.clear();
             for &i in idx {
                 xbuf.extend_from_slice(&train.x[i * t_len..(i + 1) * t_len]);
-                ybuf.push(train.y[i]);
+                ybuf.extend_from_slice(&train.y[i * per..(i + 1) * per]);
             }
             if let Some(lazy) = &mut lazy {
                 lazy.catch_up(&mut state.adam, &mut state.params, &xbuf, cfg.threads);
@@ -263,11 +263,26 @@ pub fn run_epoch_with(
 }
 
 /// Loss and accuracy sums over a labelled set, without dropout: `y` holds 0/1 for a sigmoid
-/// head, class indices for a softmax head (categorical cross-entropy, computed in f64).
+/// head, class indices for a softmax head (categorical cross-entropy, computed in f64), K 0/1
+/// per row for a multi-label head (binary cross-entropy and accuracy per label, so the sums
+/// count rows * K terms, as training's do).
 pub fn evaluate(net: &mut Network, params: &[f32], x: &[u32], y: &[f32]) -> BatchStats {
     let k = net.classes();
     if k == 1 {
         return net.evaluate(params, x, y).0;
+    }
+    if let crate::nn::arch::Head::Sigmoids(_) = net.head() {
+        let mut logits = vec![0.0; y.len()];
+        net.predict_logits(params, x, &mut logits);
+        let mut stats = BatchStats {
+            count: y.len(),
+            ..Default::default()
+        };
+        for (&z, &t) in logits.iter().zip(y) {
+            stats.loss_sum += crate::nn::network::bce_from_logit(z as f64, t as f64);
+            stats.correct += ((z > 0.0) == (t > 0.5)) as usize;
+        }
+        return stats;
     }
     let mut logits = vec![0.0; y.len() * k];
     net.predict_logits(params, x, &mut logits);
@@ -303,6 +318,12 @@ pub struct OwnData {
     /// The model is the user's (--arch-file): its output layer must fit the labels, where a
     /// preset's is made to fit them.
     pub fixed_head: bool,
+    /// `--multi-label`: one sigmoid output per label (checkpoints before it: off).
+    #[serde(default)]
+    pub multi_label: bool,
+    /// `--multi-label SEP`: label values are split on SEP.
+    #[serde(default)]
+    pub label_separator: Option<String>,
 }
 
 impl OwnData {
@@ -313,6 +334,8 @@ impl OwnData {
             text_column: self.text_column.clone(),
             label_column: self.label_column.clone(),
             max_labels: self.max_labels,
+            multi_label: self.multi_label,
+            label_separator: self.label_separator.clone(),
             ..Default::default()
         }
     }

@@ -27,7 +27,8 @@ pub struct OwnSources<'a> {
 }
 
 /// The data ready to train on. `ds.train` and `ds.test` are shuffled by the seed (so `--limit`
-/// takes a sample of every label), `y` holds label ids (for two labels: 1.0 = the positive one).
+/// takes a sample of every label), `y` holds label ids (for two labels: 1.0 = the positive one),
+/// or for multi-label data K 0/1 targets per record, one per label.
 #[derive(Clone, Debug)]
 pub struct OwnSets {
     pub ds: Dataset,
@@ -37,6 +38,9 @@ pub struct OwnSets {
     /// The test set is a held-out part of the training file.
     pub test_held_out: bool,
 }
+
+/// Encoded rows and each row's targets.
+type RowsAndTargets = (Vec<Vec<u32>>, Vec<Vec<f32>>);
 
 /// Marks the start id in a kept window (ids are local word ids until the vocabulary exists).
 const START: u32 = u32::MAX;
@@ -182,12 +186,6 @@ pub fn load_own(
         counts,
     } = global;
     drop(index);
-    if d.label_set.kind() == super::TaskKind::MultiLabel {
-        bail!(
-            "{what} gives several labels to some records (multi-label data); this version of \
-             imdb-lstm trains on one label per record: keep one label per line"
-        );
-    }
     if let Some((labels, _)) = &held {
         if *labels != d.labels {
             bail!("{what} changed while it was being read; read it again when it is complete");
@@ -197,9 +195,20 @@ pub fn load_own(
         Some(p) => d.label_set.with_positive(p, &what)?,
         None => (d.label_set.clone(), false),
     };
-    let label_of = |lists: &LabelLists, r: usize| -> f32 {
-        let id = lists.get(r)[0];
-        (if swap { 1 - id } else { id }) as f32
+    let multi = label_set.kind() == super::TaskKind::MultiLabel;
+    let k = label_set.names().len();
+    // Record r's targets: K 0/1 values (multi-label), else its label id.
+    let targets_of = |lists: &LabelLists, r: usize| -> Vec<f32> {
+        let ids = lists.get(r);
+        if multi {
+            let mut t = vec![0.0; k];
+            for &id in ids {
+                t[id as usize] = 1.0;
+            }
+            t
+        } else {
+            vec![(if swap { 1 - ids[0] } else { ids[0] }) as f32]
+        }
     };
 
     // The vocabulary: words of the training part by descending count, ties by the word, as
@@ -222,8 +231,8 @@ pub fn load_own(
     drop(full);
 
     // The rows go straight from the kept windows into the padded buffers, in the seed's order.
-    let ys: Vec<f32> = (0..d.labels.len())
-        .map(|r| label_of(&d.labels, r))
+    let ys: Vec<Vec<f32>> = (0..d.labels.len())
+        .map(|r| targets_of(&d.labels, r))
         .collect();
     let (train_idx, held_idx): (Vec<usize>, Vec<usize>) =
         (0..windows.len()).partition(|&r| !held.as_ref().is_some_and(|(_, h)| h[r]));
@@ -231,12 +240,16 @@ pub fn load_own(
         START => pre.start_id,
         w => to_id[w as usize],
     };
-    let read_other = |path: &Path| -> Result<(Vec<Vec<u32>>, Vec<f32>)> {
+    let read_other = |path: &Path| -> Result<RowsAndTargets> {
         let o = read_labelled(path, opts, Some(&label_set), |t| {
             pre.encode_padded(&vocab, None, &t)
         })?;
+        // The ids are `label_set`'s already (positive second): no swap.
         let ys = (0..o.labels.len())
-            .map(|r| o.labels.get(r)[0] as f32)
+            .map(|r| match multi {
+                true => targets_of(&o.labels, r),
+                false => vec![o.labels.get(r)[0] as f32],
+            })
             .collect();
         Ok((o.items, ys))
     };
@@ -289,11 +302,11 @@ fn kept_window(seq: &[u32], pre: &Preprocessing) -> Box<[u32]> {
     }
 }
 
-/// Rows `order` of `rows` (ids mapped by `map`, padded when shorter) with their labels `ys`, as
-/// one [`Encoded`].
+/// Rows `order` of `rows` (ids mapped by `map`, padded when shorter) with their targets `ys`,
+/// as one [`Encoded`].
 fn padded<R: AsRef<[u32]>>(
     rows: &[R],
-    ys: &[f32],
+    ys: &[Vec<f32>],
     order: &[usize],
     pre: &Preprocessing,
     map: impl Fn(u32) -> u32,
@@ -311,7 +324,7 @@ fn padded<R: AsRef<[u32]>>(
     }
     Encoded {
         x,
-        y: order.iter().map(|&r| ys[r]).collect(),
+        y: order.iter().flat_map(|&r| ys[r].iter().copied()).collect(),
         maxlen: pre.maxlen,
     }
 }

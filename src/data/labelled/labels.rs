@@ -73,6 +73,12 @@ impl LabelSet {
     /// For two labels: the set with `positive` second (the sigmoid's class), and whether the
     /// order changed (ids 0 and 1 swap). `what` names the data in messages.
     pub fn with_positive(&self, positive: &str, what: &str) -> Result<(LabelSet, bool)> {
+        if self.kind == TaskKind::MultiLabel {
+            bail!(
+                "--positive-label {positive:?}: {what} is multi-label data (each of its labels \
+                 gets its own yes/no output); --positive-label is for two labels, one per record"
+            );
+        }
         if self.kind != TaskKind::Binary {
             bail!(
                 "--positive-label {positive:?}: {what} has {} labels ({}); --positive-label is \
@@ -165,9 +171,15 @@ pub fn read_labelled<T>(
                 (Some(&id), _) => id,
                 (None, Some(k)) => bail!(
                     "{}: the label {l:?} is not in the training data (its labels: {}); fix the \
-                     label, or add examples of it to the training data",
+                     label, or add examples of it to the training data{}",
                     rec.place,
-                    listing(k.names())
+                    listing(k.names()),
+                    match (k.kind, &opts.label_separator) {
+                        (TaskKind::MultiLabel, None) =>
+                            " (several labels in one value need \
+                            --multi-label SEP, as in training)",
+                        _ => "",
+                    }
                 ),
                 (None, None) => {
                     let id = seen.len() as u32;
@@ -231,7 +243,7 @@ pub fn read_labelled<T>(
                     }
                 );
             }
-            let set = LabelSet::new(seen.keys().cloned().collect(), multi);
+            let set = LabelSet::new(seen.keys().cloned().collect(), multi || opts.multi_label);
             let mut to_sorted = vec![0u32; seen.len()];
             for (name, &id) in &seen {
                 to_sorted[id as usize] = set.index[name];

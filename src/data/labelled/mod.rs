@@ -187,6 +187,11 @@ pub struct ReadOptions {
     pub max_labels: usize,
     /// The longest record read, in bytes ([`MAX_REVIEW_BYTES`]).
     pub max_record_bytes: u64,
+    /// Multi-label data (`--multi-label`): K sigmoid outputs even where no record has several
+    /// labels (fastText lines and JSONL arrays give several without it).
+    pub multi_label: bool,
+    /// With `--multi-label SEP`: each label value is split on SEP (`sports;news`).
+    pub label_separator: Option<String>,
 }
 
 impl Default for ReadOptions {
@@ -197,6 +202,8 @@ impl Default for ReadOptions {
             label_column: "label".to_string(),
             max_labels: 1000,
             max_record_bytes: MAX_REVIEW_BYTES,
+            multi_label: false,
+            label_separator: None,
         }
     }
 }
@@ -207,6 +214,7 @@ pub struct Records {
     inner: Box<dyn Iterator<Item = Result<Record>> + Send>,
     format: Format,
     failed: bool,
+    separator: Option<String>,
 }
 
 impl Records {
@@ -223,7 +231,10 @@ impl Iterator for Records {
         if self.failed {
             return None;
         }
-        let r = self.inner.next();
+        let r = match (self.inner.next(), &self.separator) {
+            (Some(Ok(rec)), Some(sep)) => Some(split_labels(rec, sep)),
+            (r, _) => r,
+        };
         self.failed = matches!(r, Some(Err(_)));
         r
     }
@@ -261,7 +272,28 @@ pub fn records(path: &Path, opts: &ReadOptions) -> Result<Records> {
         inner,
         format,
         failed: false,
+        separator: opts.label_separator.clone().filter(|s| !s.is_empty()),
     })
+}
+
+/// `rec` with each label split on `sep`, trimmed, empty parts dropped (`a; b;` is a and b).
+fn split_labels(rec: Record, sep: &str) -> Result<Record> {
+    let labels: Vec<String> = rec
+        .labels
+        .iter()
+        .flat_map(|l| l.split(sep))
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if labels.is_empty() {
+        bail!(
+            "{}: no label ({} split on --multi-label {sep:?} leaves none); fill it in or remove \
+             the record",
+            rec.place,
+            listing(&rec.labels)
+        );
+    }
+    Ok(Record { labels, ..rec })
 }
 
 /// The line for a path that is not a regular file.

@@ -66,7 +66,8 @@ fn to_f64(v: &Option<Vec<f32>>) -> Option<Vec<f64>> {
 
 /// The forward pass, the mean loss and its exact gradient by backpropagation. `p` is the flat
 /// parameters in the arch's layout, `ids` `[B, maxlen]`, `targets` `[B]` (0/1 for a sigmoid
-/// head, class indices for a softmax head); `masks` as [`super::Network::train_batch`] takes them.
+/// head, class indices for a softmax head) or `[B, K]` (0/1 per label, a multi-label head);
+/// `masks` as [`super::Network::train_batch`] takes them.
 pub fn forward_backward(
     arch: &Arch,
     p: &[f64],
@@ -81,7 +82,7 @@ pub fn forward_backward(
         .iter()
         .rposition(|l| matches!(l, LayerSpec::Dense { .. } | LayerSpec::Activation { .. }))
         .expect("describe checked the head");
-    let (bsz, t_len) = (targets.len(), arch.maxlen);
+    let (bsz, t_len) = (targets.len() / head.targets(), arch.maxlen);
     let mut starts = Vec::new();
     let mut s = 0;
     for info in &infos {
@@ -258,6 +259,15 @@ pub fn forward_backward(
                 for j in 0..k_out {
                     let onehot = if j == c { 1.0 } else { 0.0 };
                     dy[b * k_out + j] = ((z[j] - lse).exp() - onehot) / n;
+                }
+            }
+            Head::Sigmoids(k) => {
+                // Keras's binary_crossentropy: the mean of the K labels' terms.
+                let per = n * k as f64;
+                for j in 0..k {
+                    let (z, y) = (z[j], targets[b * k + j]);
+                    loss += (z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()) / per;
+                    dy[b * k + j] = (1.0 / (1.0 + (-z).exp()) - y) / per;
                 }
             }
         }
