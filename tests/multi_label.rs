@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_refused, bin, run, small_model_flags};
+use common::{assert_refused, bin, model_meta, run, run_ok, small_model_flags};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -79,19 +79,6 @@ fn ml_train(data: &Path, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
-fn ml_ok(cmd: &mut Command) -> String {
-    let (code, out, err) = run(cmd);
-    assert_eq!(code, 0, "{cmd:?} failed: {err}\n{out}");
-    out
-}
-
-fn ml_meta(model: &Path, key: &str) -> String {
-    let bytes = std::fs::read(model).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    header["__metadata__"][key].as_str().unwrap().to_string()
-}
-
 /// One model trained on the separable CSV, shared by the tests of this process.
 fn ml_model() -> &'static PathBuf {
     static MODEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -102,7 +89,7 @@ fn ml_model() -> &'static PathBuf {
         let data = ml_write(&dir, "train.csv", ml_csv(0..420));
         let test = ml_write(&dir, "test.csv", ml_csv(1000..1140));
         let out = dir.join("run");
-        let log = ml_ok(&mut ml_train(
+        let log = run_ok(&mut ml_train(
             &data,
             &out,
             &["--multi-label", ";", "--test-data", test.to_str().unwrap()],
@@ -119,9 +106,12 @@ fn ml_model() -> &'static PathBuf {
 #[test]
 fn a_multi_label_csv_trains_sigmoids_and_the_model_file_says_so() {
     let model = ml_model();
-    assert_eq!(ml_meta(model, "task"), "multi-label");
-    assert_eq!(ml_meta(model, "labels"), r#"["politics","sports","tech"]"#);
-    let arch = ml_meta(model, "arch");
+    assert_eq!(model_meta(model, "task"), "multi-label");
+    assert_eq!(
+        model_meta(model, "labels"),
+        r#"["politics","sports","tech"]"#
+    );
+    let arch = model_meta(model, "arch");
     assert!(
         arch.contains(r#""units":3"#) && arch.contains(r#""activation":"sigmoid""#),
         "{arch}"
@@ -142,7 +132,7 @@ fn predict_gives_every_label_at_the_threshold() {
         "a robot and a laptop",
         "the of and a",
     ]);
-    let out = ml_ok(&mut c);
+    let out = run_ok(&mut c);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
     // Most probable first; each with its probability.
@@ -162,7 +152,7 @@ fn predict_gives_every_label_at_the_threshold() {
         .arg("--model")
         .arg(model)
         .args(["--json", "a robot and a laptop"]);
-    let v: serde_json::Value = serde_json::from_str(ml_ok(&mut c).trim()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(run_ok(&mut c).trim()).unwrap();
     assert_eq!(v["labels"], serde_json::json!(["tech"]));
     assert!(v["probabilities"]["tech"].as_f64().unwrap() > 0.5);
     assert!(v["probabilities"]["sports"].as_f64().unwrap() < 0.5);
@@ -172,7 +162,7 @@ fn predict_gives_every_label_at_the_threshold() {
         .arg("--model")
         .arg(model)
         .args(["--json", "the of and a"]);
-    let v: serde_json::Value = serde_json::from_str(ml_ok(&mut c).trim()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(run_ok(&mut c).trim()).unwrap();
     assert_eq!(v["labels"], serde_json::json!([]), "{v}");
     let low = v["probabilities"]
         .as_object()
@@ -186,13 +176,13 @@ fn predict_gives_every_label_at_the_threshold() {
         .arg("--model")
         .arg(model)
         .args(["the of and a"]);
-    assert!(ml_ok(&mut c).starts_with("(no label at >= 0.5)"));
+    assert!(run_ok(&mut c).starts_with("(no label at >= 0.5)"));
     let mut c = bin();
     c.arg("predict").arg("--model").arg(model);
     c.arg("--threshold")
         .arg(format!("{}", low * 0.9))
         .arg("the of and a");
-    let out = ml_ok(&mut c);
+    let out = run_ok(&mut c);
     for l in ["politics", "sports", "tech"] {
         assert!(out.contains(&format!(" {l}")), "{out}");
     }
@@ -201,7 +191,7 @@ fn predict_gives_every_label_at_the_threshold() {
         .arg("--model")
         .arg(model)
         .args(["--top-k", "2", "a robot and a laptop"]);
-    let out = ml_ok(&mut c);
+    let out = run_ok(&mut c);
     assert!(
         out.contains(" tech  ") && out.matches('.').count() >= 2,
         "{out}"
@@ -220,13 +210,13 @@ fn evaluate_prints_the_multi_label_report() {
         .arg("--data")
         .arg(&test)
         .args(["--multi-label", ";"]);
-    let out = ml_ok(&mut c);
+    let out = run_ok(&mut c);
     assert!(out.contains("Evaluated 70 texts"), "{out}");
     for row in ["politics", "sports", "tech", "micro avg", "samples avg"] {
         assert!(out.lines().any(|l| l.starts_with(row)), "{row}: {out}");
     }
     c.arg("--json");
-    let v: serde_json::Value = serde_json::from_str(ml_ok(&mut c).trim()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(run_ok(&mut c).trim()).unwrap();
     assert_eq!(v["count"], 70);
     assert!(v["subset_accuracy"].as_f64().unwrap() > 0.8, "{v}");
     assert!(v["accuracy"].as_f64().unwrap() > 0.9, "{v}");
@@ -250,7 +240,7 @@ fn evaluate_prints_the_multi_label_report() {
         .arg("--data")
         .arg(&jsonl)
         .arg("--json");
-    let w: serde_json::Value = serde_json::from_str(ml_ok(&mut c).trim()).unwrap();
+    let w: serde_json::Value = serde_json::from_str(run_ok(&mut c).trim()).unwrap();
     assert_eq!(w["subset_accuracy"], v["subset_accuracy"]);
 }
 
@@ -266,14 +256,14 @@ fn fasttext_lines_with_several_labels_are_multi_label() {
         .collect();
     let data = ml_write(tmp.path(), "train.txt", lines);
     let out_dir = tmp.path().join("run");
-    let log = ml_ok(&mut ml_train(&data, &out_dir, &[]));
+    let log = run_ok(&mut ml_train(&data, &out_dir, &[]));
     assert!(
         log.contains("(fasttext): 3 labels, several per text"),
         "{log}"
     );
     assert!(log.contains("No --test-data: holding out"), "{log}");
     assert_eq!(
-        ml_meta(&out_dir.join("model.safetensors"), "task"),
+        model_meta(&out_dir.join("model.safetensors"), "task"),
         "multi-label"
     );
 }
@@ -287,9 +277,9 @@ fn a_multi_label_run_resumes_to_the_same_bits() {
     let tmp = tempfile::tempdir().unwrap();
     let data = ml_write(tmp.path(), "train.csv", ml_csv(0..140));
     let full = tmp.path().join("full");
-    ml_ok(&mut ml_train(&data, &full, &["--multi-label", ";"]));
+    run_ok(&mut ml_train(&data, &full, &["--multi-label", ";"]));
     let part = tmp.path().join("part");
-    ml_ok(&mut ml_train(
+    run_ok(&mut ml_train(
         &data,
         &part,
         &["--multi-label", ";", "--epochs", "2"],
@@ -300,7 +290,7 @@ fn a_multi_label_run_resumes_to_the_same_bits() {
     checkpoint::save(&part, &ck).unwrap();
     let mut r = bin();
     r.args(["train", "--resume"]).arg(&part);
-    let out = ml_ok(&mut r);
+    let out = run_ok(&mut r);
     assert!(out.contains("3 labels, several per text"), "{out}");
     let a = std::fs::read(full.join("model.safetensors")).unwrap();
     let b = std::fs::read(part.join("model.safetensors")).unwrap();
@@ -412,7 +402,7 @@ fn threshold_is_refused_for_a_model_with_one_label_per_text() {
         .collect();
     let data = ml_write(tmp.path(), "train.txt", lines);
     let out = tmp.path().join("run");
-    ml_ok(&mut ml_train(&data, &out, &["--epochs", "1"]));
+    run_ok(&mut ml_train(&data, &out, &["--epochs", "1"]));
     let mut c = bin();
     c.arg("predict")
         .arg("--model")
@@ -460,7 +450,7 @@ fn export_describes_each_labels_own_probability() {
         .arg(ml_model())
         .arg("--out")
         .arg(&out);
-    ml_ok(&mut c);
+    run_ok(&mut c);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("preprocessing.json")).unwrap())
             .unwrap();

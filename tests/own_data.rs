@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_refused, bin, run, small_model_flags};
+use common::{assert_refused, bin, model_meta as meta, run, run_ok as ok, small_model_flags};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -85,13 +85,6 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
-/// Runs `cmd`, which must succeed; returns stdout.
-fn ok(cmd: &mut Command) -> String {
-    let (code, out, err) = run(cmd);
-    assert_eq!(code, 0, "{cmd:?} failed: {err}\n{out}");
-    out
-}
-
 /// The test accuracy a finished `train` printed.
 fn test_accuracy(out: &str) -> f64 {
     let line = out
@@ -99,14 +92,6 @@ fn test_accuracy(out: &str) -> f64 {
         .find(|l| l.starts_with("Test accuracy: "))
         .unwrap();
     line["Test accuracy: ".len()..].parse().unwrap()
-}
-
-/// `model.safetensors`'s metadata value `key`.
-fn meta(model: &Path, key: &str) -> String {
-    let bytes = std::fs::read(model).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    header["__metadata__"][key].as_str().unwrap().to_string()
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use super::{DataArgs, FormatArgs};
 use crate::data::labelled::{read_labelled, LabelSet, TaskKind};
-use crate::infer::{ClassReport, Classifier, MultiLabelReport};
+use crate::infer::{ClassReport, Classifier, MultiLabelReport, Scores};
 use anyhow::{bail, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -180,12 +180,7 @@ fn multi_label(
 
 /// A multi-label report as text: the scores per label (with its AUCs and counts) and averaged.
 fn multi_label_lines(r: &MultiLabelReport, labels: &[String], source: &str) -> Vec<String> {
-    let w = labels
-        .iter()
-        .map(|l| l.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(12);
+    let w = name_width(labels);
     let mut lines = vec![
         format!(
             "Evaluated {} texts from {source} (a label is given at probability >= {})",
@@ -196,16 +191,17 @@ fn multi_label_lines(r: &MultiLabelReport, labels: &[String], source: &str) -> V
             r.loss, r.accuracy, r.subset_accuracy, r.hamming_loss
         ),
         format!(
-            "{:<w$}  {:>9}  {:>9}  {:>9}  {:>9}  {:>7}  {:>7}  {:>6}  {:>6}  {:>6}  {:>6}",
-            "", "precision", "recall", "f1", "support", "roc_auc", "pr_auc", "tp", "fp", "fn", "tn"
+            "{}  {:>7}  {:>7}  {:>6}  {:>6}  {:>6}  {:>6}",
+            score_header(w),
+            "roc_auc",
+            "pr_auc",
+            "tp",
+            "fp",
+            "fn",
+            "tn"
         ),
     ];
-    let row = |name: &str, s: &crate::infer::Scores| {
-        format!(
-            "{name:<w$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>9}",
-            s.precision, s.recall, s.f1, s.support
-        )
-    };
+    let row = |name: &str, s: &Scores| score_row(w, name, s);
     for (i, l) in r.per_label.iter().enumerate() {
         let c = r.confusion[i];
         lines.push(format!(
@@ -226,28 +222,41 @@ fn multi_label_lines(r: &MultiLabelReport, labels: &[String], source: &str) -> V
     lines
 }
 
-/// The report as text: the scores per label and averaged, the confusion matrix, the AUCs.
-fn report_lines(r: &ClassReport, labels: &[String], source: &str) -> Vec<String> {
-    let w = labels
+/// The width of the label column: the longest label, at least "weighted avg".
+fn name_width(labels: &[String]) -> usize {
+    labels
         .iter()
         .map(|l| l.chars().count())
         .max()
         .unwrap_or(0)
-        .max(12);
+        .max(12)
+}
+
+/// The scores table's header, the label column `w` wide.
+fn score_header(w: usize) -> String {
+    format!(
+        "{:<w$}  {:>9}  {:>9}  {:>9}  {:>9}",
+        "", "precision", "recall", "f1", "support"
+    )
+}
+
+/// One row of the scores table.
+fn score_row(w: usize, name: &str, s: &Scores) -> String {
+    format!(
+        "{name:<w$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>9}",
+        s.precision, s.recall, s.f1, s.support
+    )
+}
+
+/// The report as text: the scores per label and averaged, the confusion matrix, the AUCs.
+fn report_lines(r: &ClassReport, labels: &[String], source: &str) -> Vec<String> {
+    let w = name_width(labels);
     let mut lines = vec![
         format!("Evaluated {} texts from {source}", r.count),
         format!("loss: {:.4} - accuracy: {:.4}", r.loss, r.accuracy),
-        format!(
-            "{:<w$}  {:>9}  {:>9}  {:>9}  {:>9}",
-            "", "precision", "recall", "f1", "support"
-        ),
+        score_header(w),
     ];
-    let row = |name: &str, s: &crate::infer::Scores| {
-        format!(
-            "{name:<w$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>9}",
-            s.precision, s.recall, s.f1, s.support
-        )
-    };
+    let row = |name: &str, s: &Scores| score_row(w, name, s);
     for l in &r.per_label {
         lines.push(row(&l.label, &l.scores));
     }

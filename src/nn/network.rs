@@ -774,9 +774,14 @@ impl Network {
         stats
     }
 
-    /// Loss and accuracy sums of a sigmoid head over a labelled set (no dropout), and the logits.
+    /// Loss and accuracy sums of a sigmoid or multi-label head over a labelled set (no
+    /// dropout), and the logits: `y` holds one 0/1 target per logit, and the sums count every
+    /// logit's term (a multi-label head's rows * K, as in training).
     pub fn evaluate(&mut self, params: &[f32], ids: &[u32], y: &[f32]) -> (BatchStats, Vec<f32>) {
-        assert_eq!(self.head, Head::Sigmoid, "evaluate scores 0/1 labels");
+        assert!(
+            matches!(self.head, Head::Sigmoid | Head::Sigmoids(_)),
+            "evaluate scores 0/1 targets"
+        );
         let mut logits = vec![0.0; y.len()];
         self.predict_logits(params, ids, &mut logits);
         let mut stats = BatchStats {
@@ -793,9 +798,8 @@ impl Network {
     /// For each sequence `b` of `input`, without dropout: the probability of class `classes[b]`
     /// (a sigmoid head: class 1 is the positive label, sigmoid(logit), class 0 the negative one,
     /// 1 - sigmoid(logit); a softmax head: class k's softmax output; a multi-label head: label
-    /// k's sigmoid) written to `probs[b]`, and
-    /// its gradient with respect to the embedding output `[maxlen, D]` of that sequence, written
-    /// to `grads` `[B, maxlen, D]`. The forward and backward are training's (the weight
+    /// k's sigmoid) written to `probs[b]`, and its gradient with respect to the embedding output
+    /// `[maxlen, D]` of that sequence, written to `grads` `[B, maxlen, D]`. The forward and backward are training's (the weight
     /// gradients are computed and dropped); rows are split over the threads as in training.
     pub fn probability_gradients(
         &mut self,

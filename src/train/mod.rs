@@ -268,21 +268,8 @@ pub fn run_epoch_with(
 /// count rows * K terms, as training's do).
 pub fn evaluate(net: &mut Network, params: &[f32], x: &[u32], y: &[f32]) -> BatchStats {
     let k = net.classes();
-    if k == 1 {
+    if k == 1 || matches!(net.head(), crate::nn::arch::Head::Sigmoids(_)) {
         return net.evaluate(params, x, y).0;
-    }
-    if let crate::nn::arch::Head::Sigmoids(_) = net.head() {
-        let mut logits = vec![0.0; y.len()];
-        net.predict_logits(params, x, &mut logits);
-        let mut stats = BatchStats {
-            count: y.len(),
-            ..Default::default()
-        };
-        for (&z, &t) in logits.iter().zip(y) {
-            stats.loss_sum += crate::nn::network::bce_from_logit(z as f64, t as f64);
-            stats.correct += ((z > 0.0) == (t > 0.5)) as usize;
-        }
-        return stats;
     }
     let mut logits = vec![0.0; y.len() * k];
     net.predict_logits(params, x, &mut logits);

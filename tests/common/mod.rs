@@ -188,6 +188,21 @@ pub fn predict_answered(cmd: &mut Command, answers: usize, places: &[&str]) -> S
     out
 }
 
+/// Runs `cmd`, which must succeed; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "{cmd:?} failed: {err}\n{out}");
+    out
+}
+
+/// A model file's metadata value `key` (read straight from the safetensors header).
+pub fn model_meta(model: &Path, key: &str) -> String {
+    let bytes = std::fs::read(model).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"][key].as_str().unwrap().to_string()
+}
+
 /// The failure contract on a finished command's `(exit, stdout, stderr)`: exit `code`, no panic,
 /// stderr exactly one line starting with `error: ` and holding every needle. Returns stderr,
 /// which `--nocapture` shows (the README's "What happens when..." tables quote these lines).
