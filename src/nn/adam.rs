@@ -65,10 +65,12 @@ const LANES: usize = 16;
 
 /// Steps of gradient 0 with the step sizes `alphas`, then with `last` = (g, alpha) one step with
 /// gradient g, on one row: element by element the dense update's operations in its order. The
-/// row goes in blocks of [`LANES`] elements (the last padded with zeros, which stay finite); a
-/// block stays in registers for all the steps and its lanes are independent, so LLVM
-/// vectorises the step across them, one vector `sqrt` and `div` per step instead of one per
-/// element.
+/// row goes in blocks of [`LANES`] elements; a block stays in registers for all the steps and
+/// its lanes are independent, so LLVM vectorises the step across them, one vector `sqrt` and
+/// `div` per step instead of one per element. Full blocks move as fixed-size arrays (one vector
+/// load or store each: a copy of a run-time length would be a `memcpy` call per block, which
+/// cost more than the arithmetic for a row one step behind); the row's tail is padded with
+/// zeros, which stay finite.
 #[inline(always)]
 fn replay(
     p: &mut [f32],
@@ -78,30 +80,57 @@ fn replay(
     last: Option<(&[f32], f32)>,
     c: Consts,
 ) {
-    let blocks = p
-        .chunks_mut(LANES)
-        .zip(m.chunks_mut(LANES))
-        .zip(v.chunks_mut(LANES));
-    for (k, ((p, m), v)) in blocks.enumerate() {
-        let n = p.len();
-        let ([mut bp, mut bm, mut bv], mut bg) = ([[0.0f32; LANES]; 3], [0.0f32; LANES]);
-        bp[..n].copy_from_slice(p);
-        bm[..n].copy_from_slice(m);
-        bv[..n].copy_from_slice(v);
-        for &alpha in alphas {
-            for ((p, m), v) in bp.iter_mut().zip(&mut bm).zip(&mut bv) {
-                step(p, m, v, 0.0, alpha, c);
-            }
+    let full = p.len() / LANES * LANES;
+    let block = |s: &[f32]| -> [f32; LANES] { s.try_into().expect("LANES floats") };
+    for k in (0..full).step_by(LANES) {
+        let at = k..k + LANES;
+        let (mut bp, mut bm, mut bv) = (
+            block(&p[at.clone()]),
+            block(&m[at.clone()]),
+            block(&v[at.clone()]),
+        );
+        let g = last.map(|(g, alpha)| (block(&g[at.clone()]), alpha));
+        replay_block(&mut bp, &mut bm, &mut bv, alphas, g, c);
+        for (dst, b) in [(&mut *p, bp), (&mut *m, bm), (&mut *v, bv)] {
+            let dst: &mut [f32; LANES] = (&mut dst[at.clone()]).try_into().expect("LANES floats");
+            *dst = b;
         }
-        if let Some((g, alpha)) = last {
-            bg[..n].copy_from_slice(&g[k * LANES..k * LANES + n]);
-            for (((p, m), v), &g) in bp.iter_mut().zip(&mut bm).zip(&mut bv).zip(&bg) {
-                step(p, m, v, g, alpha, c);
-            }
+    }
+    let n = p.len() - full;
+    if n > 0 {
+        let pad = |s: &[f32]| {
+            let mut b = [0.0f32; LANES];
+            b[..n].copy_from_slice(&s[full..]);
+            b
+        };
+        let (mut bp, mut bm, mut bv) = (pad(p), pad(m), pad(v));
+        let g = last.map(|(g, alpha)| (pad(g), alpha));
+        replay_block(&mut bp, &mut bm, &mut bv, alphas, g, c);
+        p[full..].copy_from_slice(&bp[..n]);
+        m[full..].copy_from_slice(&bm[..n]);
+        v[full..].copy_from_slice(&bv[..n]);
+    }
+}
+
+/// [`replay`] on one block.
+#[inline(always)]
+fn replay_block(
+    bp: &mut [f32; LANES],
+    bm: &mut [f32; LANES],
+    bv: &mut [f32; LANES],
+    alphas: &[f32],
+    last: Option<([f32; LANES], f32)>,
+    c: Consts,
+) {
+    for &alpha in alphas {
+        for ((p, m), v) in bp.iter_mut().zip(bm.iter_mut()).zip(bv.iter_mut()) {
+            step(p, m, v, 0.0, alpha, c);
         }
-        p.copy_from_slice(&bp[..n]);
-        m.copy_from_slice(&bm[..n]);
-        v.copy_from_slice(&bv[..n]);
+    }
+    if let Some((bg, alpha)) = last {
+        for (((p, m), v), &g) in bp.iter_mut().zip(bm.iter_mut()).zip(bv.iter_mut()).zip(&bg) {
+            step(p, m, v, g, alpha, c);
+        }
     }
 }
 
