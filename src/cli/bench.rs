@@ -61,6 +61,30 @@ pub fn inference_flops(arch: &Arch) -> Result<f64> {
     Ok(arch.forward_flops()? - table)
 }
 
+/// Whether the model has a layer whose work is a matrix product (LSTM, GRU, Conv1D, a Dense of
+/// more than one unit). Without one (fasttext: lookups, a mean, one dot product per review) its
+/// time is memory traffic and the optimizer, and a percentage of the FMA peak says nothing.
+pub fn has_gemm(arch: &Arch) -> bool {
+    use crate::nn::arch::LayerSpec;
+    arch.layers.iter().any(|l| match l {
+        LayerSpec::LSTM(_)
+        | LayerSpec::GRU(_)
+        | LayerSpec::Bidirectional { .. }
+        | LayerSpec::Conv1D { .. } => true,
+        LayerSpec::Dense { units, .. } => *units > 1,
+        _ => false,
+    })
+}
+
+/// "G GFLOP/s (P% of peak)", or for a model without a matrix product the GFLOP/s and "no GEMM".
+fn rate(flops_per_s: f64, peak: f64, gemm: bool) -> String {
+    let g = flops_per_s / 1e9;
+    match gemm {
+        true => format!("{g:.1} GFLOP/s, {:.0}% of peak", 100.0 * g / peak),
+        false => format!("{g:.3} GFLOP/s, no GEMM: % of peak not meaningful"),
+    }
+}
+
 /// The CPU's fp32 peak on `threads` threads, measured with a register-only FMA loop of the
 /// widest ISA the kernels use ([`isa`](crate::nn::activation::isa)): the best rate any thread
 /// reached, times the threads. A core's FMA throughput is fixed; a slower try only means the
@@ -271,6 +295,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     let arch = &plan.arch;
+    let gemm = has_gemm(arch);
+    if !gemm {
+        println!(
+            "{}: no layer is a matrix product; GFLOP/s are tiny and %peak is not shown",
+            args.arch
+        );
+    }
     let mut state = TrainState::new(arch, &plan.train)?;
     let mut net = Network::new(arch, threads)?;
     println!(
@@ -302,13 +333,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let n = ds.train.len() as f64;
         let gflops = train_flops * n / train_s / 1e9;
         let vgflops = fwd * ds.test.len() as f64 / val_s / 1e9;
+        let pct = match gemm {
+            true => format!("{:>5.0}%", 100.0 * gflops / peak),
+            false => format!("{:>6}", "-"),
+        };
         println!(
-            "{:>5} {:>9.2} {:>9.0} {:>8.1} {:>5.0}% {:>7.2} {:>9.1} {:>8.4} {:>8.4}",
+            "{:>5} {:>9.2} {:>9.0} {:>8.1} {pct} {:>7.2} {:>9.1} {:>8.4} {:>8.4}",
             rec.epoch,
             train_s,
             n / train_s,
             gflops,
-            100.0 * gflops / peak,
             val_s,
             vgflops,
             rec.loss,
@@ -340,9 +374,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     for batch in [32, 1024] {
         let r = inference_rate(&mut net, &state.params, ids, arch.maxlen, batch);
         println!(
-            "inference from token ids, batch {batch:>4}: {r:>8.0} reviews/s, best of 3 ({:.1} GFLOP/s executed, {:.0}% of peak)",
-            r * inf_flops / 1e9,
-            100.0 * r * inf_flops / 1e9 / peak
+            "inference from token ids, batch {batch:>4}: {r:>8.0} reviews/s, best of 3 (executed: {})",
+            rate(r * inf_flops, peak, gemm)
         );
     }
     // A model file (and so a classifier) holds the tutorial stack only, for now.

@@ -5,11 +5,12 @@
 //! x[s, t..t+k, :], k*C floats. Forward copies the windows into an unfolded input `[B*(T-k+1),
 //! k*C]` (cheap: k copies of x) and makes the output one packed GEMM with the kernel `[k, C, F]`
 //! viewed as `[k*C, F]`. Backward reuses that copy: dkernel = X_unf^T dz is one GEMM over the
-//! whole chunk, and dX_unf = dz W^T (one packed GEMM, into the same buffer) is overlap-added
-//! back into dx. The unfolded rows could instead be read in place with row stride C (they
-//! overlap; only `matmul` takes that, the packed kernel needs lda >= k*C): at Keras's imdb_cnn
-//! shape the forward is as fast either way (~41 GFLOP/s on one thread, copy included), and the
-//! backward is 1.25x faster from the copy (`conv_gemm_timing` in `tests/nn_layers.rs`).
+//! whole chunk. dx is the "full" convolution of dz with the flipped kernel: each sample's dz
+//! between k-1 zero rows on either side, whose windows of k rows (read in place: the packed
+//! kernel takes overlapping rows, stride F) times the kernel flipped along k and transposed,
+//! `[k*F, C]`, give dx row by row. That is one GEMM of depth k*F per sample, where
+//! dX_unf = dz W^T (depth F, 64 in imdb_cnn-lstm) wrote k times the floats of dx and then
+//! overlap-added them.
 
 use super::dense::{add_bias, add_column_sums, fit, Activation, Cache, Grads};
 use super::gemm::{matmul, Op};
@@ -28,8 +29,10 @@ pub struct Conv1d {
     pub act: Activation,
     /// W as `[k*C, F]`.
     fwd: PackedB,
-    /// W^T, `[F, k*C]`.
-    bwd: PackedB,
+    /// The kernel flipped along k and transposed, `[k*F, C]`: row i*F + f is W[k-1-i, :, f].
+    full: PackedB,
+    /// Its unpacked form, `[C, k*F]` (kept to reuse the allocation).
+    flipped: Vec<f32>,
 }
 
 impl Conv1d {
@@ -52,15 +55,24 @@ impl Conv1d {
             filters,
             act,
             fwd: PackedB::new(),
-            bwd: PackedB::new(),
+            full: PackedB::new(),
+            flipped: Vec::new(),
         }
     }
 
     /// Repack from the kernel `[k, C, F]`.
     pub fn pack(&mut self, kernel: &[f32]) {
-        let (kc, f) = (self.kernel_size * self.channels, self.filters);
-        self.fwd.pack(kernel, f, kc, f);
-        self.bwd.pack_transposed(kernel, f, f, kc);
+        let (k, c, f) = (self.kernel_size, self.channels, self.filters);
+        self.fwd.pack(kernel, f, k * c, f);
+        // flipped[ch, i*F..(i+1)*F] = W[k-1-i, ch, :]
+        fit(&mut self.flipped, c * k * f);
+        for (ch, row) in self.flipped.chunks_exact_mut(k * f).take(c).enumerate() {
+            for (i, dst) in row.chunks_exact_mut(f).enumerate() {
+                let j = k - 1 - i;
+                dst.copy_from_slice(&kernel[(j * c + ch) * f..(j * c + ch + 1) * f]);
+            }
+        }
+        self.full.pack_transposed(&self.flipped, k * f, k * f, c);
     }
 
     /// Output steps, T - k + 1.
@@ -96,12 +108,13 @@ impl Conv1d {
     /// gradients and leaves dx `[b, T, C]` in `cache.input_grad(T * C)`.
     pub fn backward(&self, dy: &[f32], cache: &mut Cache, grads: Grads) {
         let (t, c, kc, f, to) = self.dims();
-        let rows = cache.rows() * to;
+        let (b, k) = (cache.rows(), self.kernel_size);
+        let rows = b * to;
         let mut unf = std::mem::take(&mut cache.scratch);
         let (y, dz, dx) = cache.parts(to * f, t * c);
         self.act.backward(y, dy, dz, f);
         add_column_sums(dz, grads.bias);
-        // dkernel += X_unf^T dz; then the buffer takes dX_unf = dz W^T.
+        // dkernel += X_unf^T dz; then the buffer takes the padded dz.
         matmul(
             kc,
             f,
@@ -116,16 +129,18 @@ impl Conv1d {
             f,
             true,
         );
-        let du = &mut unf[..rows * kc];
-        matmul_packed(rows, dz, f, &self.bwd, du, kc, false);
-        // Overlap-add: window (s, t) adds into x[s, t..t+k, :].
-        for (ds, us) in dx.chunks_exact_mut(t * c).zip(du.chunks_exact(to * kc)) {
-            ds.fill(0.0);
-            for (r, row) in us.chunks_exact(kc).enumerate() {
-                for (d, &v) in ds[r * c..r * c + kc].iter_mut().zip(row) {
-                    *d += v;
-                }
-            }
+        // Per sample T + k - 1 rows: k-1 zeros, dz, k-1 zeros; dx step t reads rows t..t+k.
+        let tp = t + k - 1;
+        fit(&mut unf, b * tp * f);
+        for (ps, zs) in unf.chunks_exact_mut(tp * f).zip(dz.chunks_exact(to * f)) {
+            let (head, rest) = ps.split_at_mut((k - 1) * f);
+            let (mid, tail) = rest.split_at_mut(to * f);
+            head.fill(0.0);
+            mid.copy_from_slice(zs);
+            tail.fill(0.0);
+        }
+        for (ps, ds) in unf.chunks_exact(tp * f).zip(dx.chunks_exact_mut(t * c)) {
+            matmul_packed(t, ps, f, &self.full, ds, c, false);
         }
         cache.scratch = unf;
     }

@@ -208,11 +208,12 @@ impl PackedB {
 }
 
 /// `C[m x n] = A[m x k] * B` (or `C += ...` when `accumulate`), with n, k taken from `b`.
-/// A is row-major with row stride `lda`, C with row stride `ldc`.
+/// A is row-major with row stride `lda`, C with row stride `ldc`. A's rows may overlap (`lda <
+/// k`, any stride: A is only read), as the windows of a convolution do.
 ///
 /// Same math as `nn::gemm::matmul` with `Op::N` operands. Uses the kernel `b` was packed for:
 /// AVX-512 or AVX2+FMA when the CPU has it (detected once), else a portable one. Panics if
-/// `lda < k`, `ldc < n`, or a slice is too short.
+/// `ldc < n` or a slice is too short.
 pub fn matmul_packed(
     m: usize,
     a: &[f32],
@@ -271,7 +272,6 @@ fn check(
         }
         return false;
     }
-    assert!(lda >= k, "matmul_packed: lda ({lda}) < k ({k})");
     let need_a = span(m, lda, k);
     assert!(
         need_a <= a.len(),
@@ -964,11 +964,25 @@ mod tests {
         PackedB::new().pack(&[1.0; 5], 3, 2, 3);
     }
 
+    /// Overlapping rows of A (stride below k, as a convolution's windows) give the bits of the
+    /// same rows copied apart, on every kernel.
     #[test]
-    #[should_panic(expected = "lda (1) < k (2)")]
-    fn rejects_overlapping_a_rows() {
-        let mut p = PackedB::new();
-        p.pack(&[1.0; 4], 2, 2, 2);
-        matmul_packed(2, &[1.0; 4], 1, &p, &mut [0.0; 4], 2, false);
+    fn overlapping_a_rows_equal_the_copied_rows() {
+        let (m, k, n, lda) = (13, 40, 37, 7);
+        let a: Vec<f32> = (0..(m - 1) * lda + k)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let copied: Vec<f32> = (0..m)
+            .flat_map(|r| a[r * lda..r * lda + k].to_vec())
+            .collect();
+        for isa in [Isa::Baseline, isa()] {
+            let mut p = PackedB::new();
+            p.pack_for(isa, &b, n, k, n);
+            let (mut c1, mut c2) = (vec![0.0; m * n], vec![0.0; m * n]);
+            matmul_packed(m, &a, lda, &p, &mut c1, n, false);
+            matmul_packed(m, &copied, k, &p, &mut c2, n, false);
+            assert_eq!(c1, c2, "{isa:?}");
+        }
     }
 }
