@@ -6,7 +6,7 @@ use crate::data::labelled::{read_labelled, LabelSet, TaskKind};
 use crate::infer::{ClassReport, Classifier, MultiLabelReport, Scores};
 use anyhow::{bail, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone)]
 pub struct EvaluateArgs {
@@ -39,11 +39,27 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     }
     let mut model = crate::infer::Classifier::load(&args.model, threads)?;
     let threshold = super::threshold(args.threshold, &model)?;
-    if let Some(format) = args.format.own_format(args.data.data.as_deref())? {
-        if model.multi_label() {
-            return multi_label(args, format, &mut model, threshold);
-        }
-        return own_data(args, format, &mut model);
+    // Own labelled data (`--data FILE`), which must use the model's labels.
+    let data = args.data.data.as_deref();
+    if let (Some(format), Some(path)) = (args.format.own_format(data)?, data) {
+        let (probs, truth) = read_and_answer(args, path, format, &mut model)?;
+        let labels = model.labels();
+        let source = path.display().to_string();
+        let lines = if model.multi_label() {
+            let r = crate::infer::multi_label_report(&probs, &truth, labels, threshold);
+            match args.json {
+                true => vec![serde_json::to_string(&r)?],
+                false => multi_label_lines(&r, labels, &source),
+            }
+        } else {
+            let truth: Vec<u32> = truth.iter().map(|t| t[0]).collect();
+            let r = crate::infer::class_report(&probs, &truth, labels);
+            match args.json {
+                true => vec![serde_json::to_string(&r)?],
+                false => report_lines(&r, labels, &source),
+            }
+        };
+        return super::predict::write_stdout(lines, "the metrics");
     }
     if model.labels().len() != 2 || model.multi_label() {
         bail!(
@@ -97,29 +113,6 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
 /// Rows encoded and run through the model at a time.
 const BATCH: usize = 1024;
 
-/// `evaluate --data FILE` on own labelled data: the labels must be the model's.
-fn own_data(
-    args: &EvaluateArgs,
-    format: crate::data::Format,
-    model: &mut Classifier,
-) -> Result<()> {
-    let path = args
-        .data
-        .data
-        .as_deref()
-        .expect("own data comes with --data");
-    let labels = model.labels().to_vec();
-    let (probs, truth) = read_and_answer(args, format, model)?;
-    let truth: Vec<u32> = truth.iter().map(|t| t[0]).collect();
-    let r = crate::infer::class_report(&probs, &truth, &labels);
-    let lines = if args.json {
-        vec![serde_json::to_string(&r)?]
-    } else {
-        report_lines(&r, &labels, &path.display().to_string())
-    };
-    super::predict::write_stdout(lines, "the metrics")
-}
-
 /// Each text's probability of every label, and its true label ids.
 type Answers = (Vec<Vec<f32>>, Vec<Vec<u32>>);
 
@@ -127,14 +120,10 @@ type Answers = (Vec<Vec<f32>>, Vec<Vec<u32>>);
 /// and each text's true label ids (the model's labels, checked).
 fn read_and_answer(
     args: &EvaluateArgs,
+    path: &Path,
     format: crate::data::Format,
     model: &mut Classifier,
 ) -> Result<Answers> {
-    let path = args
-        .data
-        .data
-        .as_deref()
-        .expect("own data comes with --data");
     let labels = model.labels().to_vec();
     let kind = match (labels.len(), model.multi_label()) {
         (_, true) => TaskKind::MultiLabel,
@@ -157,25 +146,6 @@ fn read_and_answer(
         probs.extend(model.label_probabilities(&ids));
     }
     Ok((probs, truth))
-}
-
-/// `evaluate --data FILE` with a multi-label model.
-fn multi_label(
-    args: &EvaluateArgs,
-    format: crate::data::Format,
-    model: &mut Classifier,
-    threshold: f64,
-) -> Result<()> {
-    let labels = model.labels().to_vec();
-    let (probs, truth) = read_and_answer(args, format, model)?;
-    let r = crate::infer::multi_label_report(&probs, &truth, &labels, threshold);
-    let lines = if args.json {
-        vec![serde_json::to_string(&r)?]
-    } else {
-        let source = args.data.data.as_deref().map(|p| p.display().to_string());
-        multi_label_lines(&r, &labels, source.as_deref().unwrap_or(""))
-    };
-    super::predict::write_stdout(lines, "the metrics")
 }
 
 /// A multi-label report as text: the scores per label (with its AUCs and counts) and averaged.
