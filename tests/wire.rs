@@ -163,15 +163,17 @@ fn wire_training_matches_the_old_engine_bit_for_bit() {
     }
 }
 
-/// `bench --arch NAME` on a tiny archive: one line naming the preset and its training FLOPs
-/// (`Arch::train_flops`), and an epoch row whose GFLOP/s is those FLOPs times the sequences per
-/// second; inference counts the table trick only for a stack that has it (gru), not for cnn.
+/// `bench --arch NAME` on a tiny archive, every preset: one line naming the preset and its
+/// training FLOPs (`Arch::train_flops`); an epoch row whose GFLOP/s is those FLOPs times the
+/// sequences per second, with its share of the peak; inference lines with GFLOP/s and % of
+/// peak. Inference counts the table trick only for a first LSTM or GRU returning its last state
+/// (lstm, gru); fasttext, which has no matrix product, says so instead of a share of the peak.
 #[test]
 fn wire_bench_times_a_preset_with_its_flops() {
-    use imdb_lstm::nn::arch::preset;
+    use imdb_lstm::nn::arch::{preset, LayerSpec, PRESETS};
     let tmp = tempfile::tempdir().unwrap();
     let archive = common::tiny_archive(tmp.path(), 10);
-    for (name, table) in [("gru", true), ("cnn", false), ("fasttext", false)] {
+    for name in PRESETS {
         let (code, out, err) = common::run(
             common::bin()
                 .args(["bench", "--arch", name, "--threads", "1", "--epochs", "1"])
@@ -186,22 +188,58 @@ fn wire_bench_times_a_preset_with_its_flops() {
             train_flops / 1e6
         );
         assert!(out.starts_with(&head), "{name}: {out}");
-        let row: Vec<f64> = out
+        let columns = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("epoch"))
+            .unwrap_or_else(|| panic!("{name}: no table in {out}"));
+        let columns: Vec<&str> = columns.split_whitespace().collect();
+        assert_eq!(
+            &columns[2..5],
+            ["seq/s", "GFLOP/s", "%peak"],
+            "{name}: {out}"
+        );
+        let row: Vec<&str> = out
             .lines()
             .find(|l| l.trim_start().starts_with("1 "))
             .unwrap_or_else(|| panic!("{name}: no epoch row in {out}"))
             .split_whitespace()
-            .take(4)
-            .map(|v| v.parse().unwrap())
             .collect();
-        let (seq_s, gflops) = (row[2], row[3]);
+        let (seq_s, gflops): (f64, f64) = (row[2].parse().unwrap(), row[3].parse().unwrap());
         let want = train_flops * seq_s / 1e9;
         // seq/s is printed rounded to 1, GFLOP/s to 0.1.
         assert!(
             (gflops - want).abs() <= 0.05 + train_flops * 0.5 / 1e9 + 1e-9,
             "{name}: {gflops} GFLOP/s at {seq_s} seq/s, want {want}"
         );
+        let table = matches!(
+            arch.layers.get(1),
+            Some(LayerSpec::LSTM(r) | LayerSpec::GRU(r)) if !r.return_sequences
+        );
         assert_eq!(out.contains("* effective:"), table, "{name}: {out}");
+        let inference: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("inference from token ids"))
+            .collect();
+        assert_eq!(inference.len(), 2, "{name}: {out}");
+        if name == "fasttext" {
+            assert_eq!(row[4], "-", "{name}: {out}");
+            assert!(
+                out.contains("fasttext: no layer is a matrix product"),
+                "{out}"
+            );
+            for l in inference {
+                assert!(l.contains(" GFLOP/s, no GEMM"), "{name}: {l}");
+            }
+        } else {
+            let pct: f64 = row[4].trim_end_matches('%').parse().unwrap();
+            assert!(row[4].ends_with('%') && pct >= 0.0, "{name}: {out}");
+            for l in inference {
+                assert!(
+                    l.contains(" GFLOP/s, ") && l.contains("% of peak"),
+                    "{name}: {l}"
+                );
+            }
+        }
     }
 }
 
