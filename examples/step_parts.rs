@@ -1,7 +1,7 @@
-//! Where a preset's training step goes, on random ids: the whole epoch as `train` runs it, and
-//! the parts outside the layers timed alone the same number of times (dropout masks, Adam
-//! dense and with lazy embedding rows, repacking the weights). The layers' forward and
-//! backward are the rest.
+//! Where a preset's training step goes, on random ids: the whole epoch as `train` runs it (with
+//! dense Adam, then with lazy embedding rows), and the parts outside the layers timed alone the
+//! same number of times (dropout masks, Adam dense and with lazy embedding rows, repacking the
+//! weights). The layers' forward and backward are the rest.
 //!
 //! `cargo run --release --example step_parts -- [preset] [batches] [threads]`
 //! (default cnn-lstm, 200 batches, all cores).
@@ -63,9 +63,25 @@ fn main() -> anyhow::Result<()> {
         None,
     )?;
     let epoch = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    run_epoch_with(
+        &mut state,
+        &mut net,
+        &cfg,
+        split,
+        None,
+        &mut Silent,
+        &stop,
+        Some((rows, width)),
+    )?;
+    let lazy_epoch = t0.elapsed().as_secs_f64();
     println!(
         "whole step (train's loop, dense Adam): {:7.3} ms",
         ms(epoch)
+    );
+    println!(
+        "whole step, lazy embedding rows:       {:7.3} ms",
+        ms(lazy_epoch)
     );
 
     let mut masks = NetMasks::default();
@@ -74,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         net.draw_masks(&mut state.rng, bs, true, &mut masks);
     }
     println!(
-        "  dropout masks (one core):            {:7.3} ms",
+        "  dropout masks (the network's threads): {:7.3} ms",
         ms(t0.elapsed().as_secs_f64())
     );
 

@@ -313,7 +313,7 @@ fn conv1d_fast_path_matches_twin() {
                 kernel: &mut gw,
                 bias: &mut gb,
             };
-            layer.backward(&f32s(&dy), &mut cache, grads);
+            layer.backward(&f32s(&x), &f32s(&dy), &mut cache, grads);
             let (dx, dw, db) = conv::naive::conv1d_backward(&x, &w, &bias, t, c, k, act, &dy);
             assert_matches(&format!("{what} dx"), cache.input_grad(t * c), &dx);
             assert_matches(&format!("{what} dkernel"), &gw, &dw);
@@ -615,7 +615,7 @@ fn conv_gemm_timing() {
             kernel: &mut gw,
             bias: &mut gb,
         };
-        layer.backward(&dy, &mut cache, grads)
+        layer.backward(&x, &dy, &mut cache, grads)
     });
     report("backward, the layer", 2.0, ms);
     let ms = best_ms(|| {

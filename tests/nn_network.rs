@@ -410,6 +410,60 @@ fn masks_are_drawn_as_the_training_loop_draws_them() {
     );
 }
 
+/// A batch large enough to draw its masks on several threads gets the values of one serial
+/// draw, whatever the thread count, and leaves the generator where the serial draw would.
+#[test]
+fn large_masks_are_one_serial_draw_on_any_thread_count() {
+    // Each mask's rate and values per row, in stream order.
+    type Masks = &'static [(f32, usize)];
+    let cases: [(&str, usize, Masks); 2] = [
+        ("cnn-lstm", 30, &[(0.25, 100 * 128)]),
+        ("lstm", 100, &[(0.2, 4 * 128), (0.2, 4 * 128)]),
+    ];
+    for (name, batch, rates) in cases {
+        let arch = preset(name).unwrap().arch;
+        let mut rng = Pcg64::seed_from_u64(21);
+        let want: Vec<f32> = rates
+            .iter()
+            .flat_map(|&(rate, per_row)| {
+                let keep = 1.0 - rate;
+                (0..batch * per_row)
+                    .map(|_| {
+                        if rng.gen::<f32>() < keep {
+                            1.0 / keep
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect::<Vec<f32>>()
+            })
+            .collect();
+        for threads in [1, 2, 3] {
+            let net = Network::new(&arch, threads).unwrap();
+            let mut got_rng = Pcg64::seed_from_u64(21);
+            let mut masks = NetMasks::default();
+            net.draw_masks(&mut got_rng, batch, true, &mut masks);
+            let got: Vec<f32> = masks
+                .layers
+                .iter()
+                .flat_map(|l| match l {
+                    LayerMasks::None => Vec::new(),
+                    LayerMasks::Dropout(v) => v.clone(),
+                    LayerMasks::Recurrent(sets) => sets
+                        .iter()
+                        .flat_map(|s| [&s.x, &s.h].into_iter().flatten().flatten().copied())
+                        .collect(),
+                })
+                .collect();
+            assert!(got == want, "{name}, {threads} threads: masks differ");
+            assert_eq!(
+                got_rng, rng,
+                "{name}, {threads} threads: generator moved elsewhere"
+            );
+        }
+    }
+}
+
 /// Same thread count, same bits: two networks, and one network run twice.
 #[test]
 fn results_are_bit_identical_across_runs() {

@@ -5,6 +5,7 @@
 //! at every step: a row that a batch does not read has a zero gradient, so its missed steps
 //! are replayed, one by one with each step's own step size, when the row is next read.
 
+use super::parallel::on_threads;
 use serde::{Deserialize, Serialize};
 
 /// Adam's hyper-parameters, Keras's defaults.
@@ -199,18 +200,6 @@ fn split_dense<'a>(
         .zip(v.chunks_mut(per))
         .map(|(((p, g), m), v)| (p, g, m, v))
         .collect()
-}
-
-/// Runs `f` on every part, one thread each; the calling thread takes the last part.
-fn on_threads<T: Send>(mut parts: Vec<T>, f: impl Fn(T) + Sync) {
-    let Some(last) = parts.pop() else { return };
-    let f = &f;
-    std::thread::scope(|s| {
-        for part in parts {
-            s.spawn(move || f(part));
-        }
-        f(last);
-    });
 }
 
 /// Adam over a parameter buffer whose first `rows * width` values are an embedding table, the

@@ -2,15 +2,16 @@
 //! activations, forward and backward for one chunk of a batch on one thread.
 //!
 //! With valid padding and stride 1 the window of output step t is the contiguous slice
-//! x[s, t..t+k, :], k*C floats. Forward copies the windows into an unfolded input `[B*(T-k+1),
-//! k*C]` (cheap: k copies of x) and makes the output one packed GEMM with the kernel `[k, C, F]`
-//! viewed as `[k*C, F]`. Backward reuses that copy: dkernel = X_unf^T dz is one GEMM over the
-//! whole chunk. dx is the "full" convolution of dz with the flipped kernel: each sample's dz
-//! between k-1 zero rows on either side, whose windows of k rows (read in place: the packed
-//! kernel takes overlapping rows, stride F) times the kernel flipped along k and transposed,
-//! `[k*F, C]`, give dx row by row. That is one GEMM of depth k*F per sample, where
-//! dX_unf = dz W^T (depth F, 64 in imdb_cnn-lstm) wrote k times the floats of dx and then
-//! overlap-added them.
+//! x[s, t..t+k, :], k*C floats, so x itself is the unfolded input: rows of k*C floats that
+//! overlap, C apart (the packed kernel and `gemm` both read such rows in place; an unfolded
+//! copy was 3.7 MB per thread in imdb_cnn-lstm, out of L2). Forward is one packed GEMM per
+//! sample with the kernel `[k, C, F]` viewed as `[k*C, F]`. Backward lays dz out once as
+//! P = k-1 zero rows, then per sample its T-k+1 rows of dz and k-1 zero rows. Then
+//! - dkernel = X^T P[k-1..] over all B*T-k+1 window positions of the chunk, one GEMM: a window
+//!   that crosses into the next sample meets only zero rows of P;
+//! - dx is the "full" convolution of dz with the flipped kernel: dx row p (of the chunk's B*T)
+//!   is the window P[p..p+k] (k*F floats, rows F apart) times the kernel flipped along k and
+//!   transposed, `[k*F, C]`, one GEMM of depth k*F for the whole chunk.
 
 use super::dense::{add_bias, add_column_sums, fit, Activation, Cache, Grads};
 use super::gemm::{matmul, Op};
@@ -85,64 +86,51 @@ impl Conv1d {
         self.out_steps() * self.filters
     }
 
-    /// y = f(conv(x) + b) for x `[b, T, C]`; keeps the unfolded x for the backward.
+    /// y = f(conv(x) + b) for x `[b, T, C]`.
     pub fn forward(&self, bias: &[f32], x: &[f32], b: usize, cache: &mut Cache) {
-        let (t, c, kc, f, to) = self.dims();
+        let (t, c, _, f, to) = self.dims();
         cache.prepare(b, t * c, to * f);
-        // `[b*(T-k+1), k*C]`: row (s, t) is x[s, t..t+k, :].
-        let mut unf = std::mem::take(&mut cache.scratch);
-        fit(&mut unf, b * to * kc);
-        for (xs, us) in x.chunks_exact(t * c).zip(unf.chunks_exact_mut(to * kc)) {
-            for (r, row) in us.chunks_exact_mut(kc).enumerate() {
-                row.copy_from_slice(&xs[r * c..r * c + kc]);
-            }
-        }
         let (y, _, _) = cache.parts(to * f, t * c);
-        matmul_packed(b * to, &unf, kc, &self.fwd, y, f, false);
+        for (xs, ys) in x.chunks_exact(t * c).zip(y.chunks_exact_mut(to * f)) {
+            matmul_packed(to, xs, c, &self.fwd, ys, f, false);
+        }
         add_bias(y, bias);
         self.act.forward(y, f);
-        cache.scratch = unf;
     }
 
-    /// Backward of the last forward, from dy `[b, T-k+1, F]`: accumulates the kernel and bias
-    /// gradients and leaves dx `[b, T, C]` in `cache.input_grad(T * C)`.
-    pub fn backward(&self, dy: &[f32], cache: &mut Cache, grads: Grads) {
+    /// Backward of the last forward on x, from dy `[b, T-k+1, F]`: accumulates the kernel and
+    /// bias gradients and leaves dx `[b, T, C]` in `cache.input_grad(T * C)`.
+    pub fn backward(&self, x: &[f32], dy: &[f32], cache: &mut Cache, grads: Grads) {
         let (t, c, kc, f, to) = self.dims();
         let (b, k) = (cache.rows(), self.kernel_size);
-        let rows = b * to;
-        let mut unf = std::mem::take(&mut cache.scratch);
+        let mut p = std::mem::take(&mut cache.scratch);
         let (y, dz, dx) = cache.parts(to * f, t * c);
         self.act.backward(y, dy, dz, f);
         add_column_sums(dz, grads.bias);
-        // dkernel += X_unf^T dz; then the buffer takes the padded dz.
+        fit(&mut p, (k - 1 + b * t) * f);
+        let (lead, samples) = p.split_at_mut((k - 1) * f);
+        lead.fill(0.0);
+        for (ps, zs) in samples.chunks_exact_mut(t * f).zip(dz.chunks_exact(to * f)) {
+            let (mid, tail) = ps.split_at_mut(to * f);
+            mid.copy_from_slice(zs);
+            tail.fill(0.0);
+        }
         matmul(
             kc,
             f,
-            rows,
-            &unf,
-            kc,
+            b * t + 1 - k,
+            x,
+            c,
             Op::T,
-            dz,
+            samples,
             f,
             Op::N,
             grads.kernel,
             f,
             true,
         );
-        // Per sample T + k - 1 rows: k-1 zeros, dz, k-1 zeros; dx step t reads rows t..t+k.
-        let tp = t + k - 1;
-        fit(&mut unf, b * tp * f);
-        for (ps, zs) in unf.chunks_exact_mut(tp * f).zip(dz.chunks_exact(to * f)) {
-            let (head, rest) = ps.split_at_mut((k - 1) * f);
-            let (mid, tail) = rest.split_at_mut(to * f);
-            head.fill(0.0);
-            mid.copy_from_slice(zs);
-            tail.fill(0.0);
-        }
-        for (ps, ds) in unf.chunks_exact(tp * f).zip(dx.chunks_exact_mut(t * c)) {
-            matmul_packed(t, ps, f, &self.full, ds, c, false);
-        }
-        cache.scratch = unf;
+        matmul_packed(b * t, &p, f, &self.full, dx, c, false);
+        cache.scratch = p;
     }
 
     /// (T, C, k*C, F, T-k+1)

@@ -11,6 +11,7 @@ pub mod gru;
 pub mod lstm;
 pub mod network;
 pub mod packed;
+pub mod parallel;
 pub mod params;
 pub mod pool;
 pub mod reference;

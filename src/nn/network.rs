@@ -23,6 +23,7 @@ use super::dense::{self, sigmoid_cross_entropy, softmax_cross_entropy, Cache, De
 use super::gemm::{matmul, Op};
 use super::gru::{GruCache, GruGrads, GruWeights};
 use super::lstm::{LstmCache, LstmGrads, LstmWeights, Mask, PackedGates, Upstream};
+use super::parallel::{on_threads, run_jobs, Job};
 use super::pool::{GlobalAvgPool1d, GlobalMaxPool1d, MaxPool1d};
 use anyhow::{bail, Result};
 use rand::Rng;
@@ -133,16 +134,69 @@ impl Gradients {
         self.rows.clear();
     }
 
-    /// `row += src` for embedding row `tok`, remembering the row.
-    fn add_to_row(&mut self, tok: usize, src: &[f32]) {
-        if !self.listed[tok] {
-            self.listed[tok] = true;
-            self.rows.push(tok as u32);
-        }
+    /// Adds each chunk's embedding-output gradient `dx` `[b, T, D]` to the rows of its tokens
+    /// `ids` `[b, T]`, remembering the rows in first-seen order. Every row sums its terms in
+    /// one order (chunk, then step, then sequence), the serial sum's, whatever `threads`: a
+    /// large batch splits the table into `threads` ranges of rows holding about as many of the
+    /// batch's rows each, and each thread adds the terms of its range.
+    fn add_rows(&mut self, chunks: &[(&[u32], &[f32])], t_len: usize, threads: usize) {
         let d = self.d;
-        for (g, v) in self.data[tok * d..(tok + 1) * d].iter_mut().zip(src) {
-            *g += v;
+        let terms: usize = chunks.iter().map(|(ids, _)| ids.len()).sum();
+        for (ids, _) in chunks {
+            let b = ids.len() / t_len;
+            for t in 0..t_len {
+                for bi in 0..b {
+                    let tok = ids[bi * t_len + t];
+                    if !self.listed[tok as usize] {
+                        self.listed[tok as usize] = true;
+                        self.rows.push(tok);
+                    }
+                }
+            }
         }
+        // Below this many floats a thread costs more than it saves.
+        let threads = if terms * d >= 1 << 16 {
+            threads.max(1)
+        } else {
+            1
+        };
+        // Row boundaries at the quantiles of the batch's distinct rows: a row's first term
+        // costs a read of it from memory, which outweighs the additions.
+        let mut bounds = vec![0usize];
+        if threads > 1 {
+            let mut rows = self.rows.clone();
+            let distinct = rows.len();
+            for k in 1..threads {
+                let (_, &mut q, _) = rows.select_nth_unstable(distinct * k / threads);
+                bounds.push((q as usize).max(*bounds.last().expect("starts with 0")));
+            }
+        }
+        bounds.push(self.listed.len());
+        let mut parts = Vec::with_capacity(threads);
+        let mut rest = &mut self.data[..self.listed.len() * d];
+        for w in bounds.windows(2) {
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut((w[1] - w[0]) * d);
+            parts.push((w[0]..w[1], mine));
+            rest = tail;
+        }
+        let add = |(rows, table): (Range<usize>, &mut [f32])| {
+            for &(ids, dx) in chunks {
+                let b = ids.len() / t_len;
+                for t in 0..t_len {
+                    for bi in 0..b {
+                        let tok = ids[bi * t_len + t] as usize;
+                        if rows.contains(&tok) {
+                            let (at, row) = ((bi * t_len + t) * d, (tok - rows.start) * d);
+                            let src = &dx[at..at + d];
+                            for (g, v) in table[row..row + d].iter_mut().zip(src) {
+                                *g += v;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        on_threads(parts, add);
     }
 }
 
@@ -585,7 +639,6 @@ impl Network {
             "params must be the arch's layout"
         );
         // Every batch waits for this: the matrices are packed side by side on the threads.
-        type Job<'a> = Box<dyn FnOnce() + Send + 'a>;
         let mut jobs: Vec<Job> = Vec::new();
         for node in &mut self.nodes {
             let p = &params[node.params.clone()];
@@ -616,19 +669,7 @@ impl Network {
         for (i, job) in jobs.into_iter().enumerate() {
             groups[i % threads].push(job);
         }
-        std::thread::scope(|s| {
-            let mine = groups.pop().expect("at least one group");
-            let handles: Vec<_> = groups
-                .into_iter()
-                .map(|g| s.spawn(move || g.into_iter().for_each(|job| job())))
-                .collect();
-            mine.into_iter().for_each(|job| job()); // the calling thread packs its share
-            for hnd in handles {
-                if let Err(e) = hnd.join() {
-                    std::panic::resume_unwind(e);
-                }
-            }
-        });
+        on_threads(groups, |g| g.into_iter().for_each(|job| job()));
         self.table_fresh = false;
     }
 
@@ -636,19 +677,25 @@ impl Network {
     /// input mask, then its state mask; a Bidirectional's forward layer first), each value
     /// `rng.gen::<f32>() < 1 - rate` as the training loop draws the LSTM's today. `per_gate`:
     /// one mask per gate, else one shared by the gates. Reuses `masks`' buffers.
+    ///
+    /// The values are those of one serial draw, whatever the thread count: a large batch's
+    /// masks are drawn by the network's threads, each over its rows of every mask, from a copy
+    /// of `rng` advanced to where those values sit in the stream (`Pcg64::advance` jumps in
+    /// O(log n)); `rng` then moves past them all.
     pub fn draw_masks(&self, rng: &mut Pcg64, batch: usize, per_gate: bool, masks: &mut NetMasks) {
         masks
             .layers
             .resize_with(self.masks.len(), LayerMasks::default);
+        // Size every buffer, then list them in stream order as (rate, values per row, buffer).
         for (plan, m) in self.masks.iter().zip(&mut masks.layers) {
             match *plan {
                 MaskPlan::None => *m = LayerMasks::None,
-                MaskPlan::Dropout { rate, len } => {
+                MaskPlan::Dropout { len, .. } => {
                     let mut v = match std::mem::take(m) {
                         LayerMasks::Dropout(v) => v,
                         _ => Vec::new(),
                     };
-                    draw(rng, batch * len, rate, &mut v);
+                    v.resize(batch * len, 0.0);
                     *m = LayerMasks::Dropout(v);
                 }
                 MaskPlan::Recurrent {
@@ -670,19 +717,75 @@ impl Network {
                         for (slot, rate, width) in
                             [(&mut set.x, dropout, d), (&mut set.h, recurrent_dropout, h)]
                         {
-                            if rate > 0.0 {
+                            *slot = (rate > 0.0).then(|| {
                                 let mut v = slot.take().unwrap_or_default();
-                                draw(rng, batch * groups * width, rate, &mut v);
-                                *slot = Some(v);
-                            } else {
-                                *slot = None;
-                            }
+                                v.resize(batch * groups * width, 0.0);
+                                v
+                            });
                         }
                     }
                     *m = LayerMasks::Recurrent(sets);
                 }
             }
         }
+        let mut bufs: Vec<(f32, &mut [f32])> = Vec::new();
+        for (plan, m) in self.masks.iter().zip(&mut masks.layers) {
+            match (plan, m) {
+                (MaskPlan::Dropout { rate, .. }, LayerMasks::Dropout(v)) => bufs.push((*rate, v)),
+                (
+                    MaskPlan::Recurrent {
+                        dropout,
+                        recurrent_dropout,
+                        ..
+                    },
+                    LayerMasks::Recurrent(sets),
+                ) => {
+                    for set in sets {
+                        for (slot, rate) in
+                            [(&mut set.x, *dropout), (&mut set.h, *recurrent_dropout)]
+                        {
+                            if let Some(v) = slot {
+                                bufs.push((rate, v));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let total: usize = bufs.iter().map(|(_, v)| v.len()).sum();
+        // Below this a thread costs more than it saves (a draw is about 1.5 ns).
+        const PARALLEL_FROM: usize = 1 << 16;
+        let threads = if total >= PARALLEL_FROM {
+            self.threads.min(batch).max(1)
+        } else {
+            1
+        };
+        // Each thread's share: its rows of every buffer, with their place in the stream.
+        let mut shares: Vec<Vec<(u128, f32, &mut [f32])>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        let mut at = 0u128;
+        for (rate, buf) in bufs {
+            let (len, per_row) = (buf.len(), buf.len() / batch.max(1));
+            let mut rest = buf;
+            for (k, share) in shares.iter_mut().enumerate() {
+                let (r0, r1) = chunk(batch, threads, k);
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut((r1 - r0) * per_row);
+                share.push((at + (r0 * per_row) as u128, rate, mine));
+                rest = tail;
+            }
+            at += len as u128;
+        }
+        let start = &*rng;
+        let run = |share: Vec<(u128, f32, &mut [f32])>| {
+            for (at, rate, out) in share {
+                let mut r = start.clone();
+                r.advance(at);
+                draw(&mut r, rate, out);
+            }
+        };
+        on_threads(shares, run);
+        rng.advance(total as u128);
     }
 
     /// Forward and backward on one training batch: `ids` `[B, maxlen]`, `targets` `[B]` (0/1
@@ -717,13 +820,13 @@ impl Network {
         let scale = 1.0 / n as f32;
         let (nodes, head) = (&self.nodes, self.head);
         let dense_len = self.param_count - emb_len;
-        std::thread::scope(|s| {
-            let mut handles = Vec::new();
+        {
+            let mut jobs: Vec<Job> = Vec::new();
             for (k, ws) in self.workspaces.iter_mut().take(threads).enumerate() {
                 let (r0, r1) = chunk(n, threads, k);
                 let ids = &ids[r0 * t_len..r1 * t_len];
                 let targets = &targets[r0 * per..r1 * per];
-                let mut job = move || {
+                let job = move || {
                     ws.grads.clear();
                     ws.grads.resize(dense_len, 0.0);
                     let run = Run {
@@ -734,22 +837,14 @@ impl Network {
                     };
                     ws.train_chunk(&run, head, ids, targets, scale);
                 };
-                if k + 1 == threads {
-                    job(); // the calling thread takes the last chunk
-                } else {
-                    handles.push(s.spawn(job));
-                }
+                jobs.push(Box::new(job));
             }
-            for hnd in handles {
-                if let Err(e) = hnd.join() {
-                    std::panic::resume_unwind(e);
-                }
-            }
-        });
+            run_jobs(jobs);
+        }
         // Reduce in thread order: deterministic for a given thread count.
         let mut stats = BatchStats::default();
-        let d = self.embed_dim;
         let first = &self.nodes[1];
+        let mut chunks = Vec::with_capacity(threads);
         for (k, ws) in self.workspaces.iter().take(threads).enumerate() {
             let out = &mut grads.data[emb_len..];
             if k == 0 {
@@ -761,16 +856,10 @@ impl Network {
             }
             stats += ws.stats;
             let (r0, r1) = chunk(n, threads, k);
-            let b = r1 - r0;
-            let dx = ws.caches[1].input_grad(first, b);
-            for t in 0..t_len {
-                for bi in 0..b {
-                    let tok = ids[(r0 + bi) * t_len + t] as usize;
-                    let at = (bi * t_len + t) * d;
-                    grads.add_to_row(tok, &dx[at..at + d]);
-                }
-            }
+            let dx = ws.caches[1].input_grad(first, r1 - r0);
+            chunks.push((&ids[r0 * t_len..r1 * t_len], dx));
         }
+        grads.add_rows(&chunks, t_len, threads);
         stats
     }
 
@@ -829,9 +918,9 @@ impl Network {
         }
         let threads = self.threads.min(n);
         let (nodes, emb_len, head) = (&self.nodes, self.vocab * self.embed_dim, self.head);
-        std::thread::scope(|s| {
+        {
             let (mut probs, mut grads) = (probs, grads);
-            let mut handles = Vec::new();
+            let mut jobs: Vec<Job> = Vec::new();
             for (k, ws) in self.workspaces.iter_mut().take(threads).enumerate() {
                 let (r0, r1) = chunk(n, threads, k);
                 let (p, p_rest) = std::mem::take(&mut probs).split_at_mut(r1 - r0);
@@ -842,7 +931,7 @@ impl Network {
                     Input::Embedded(x) => Input::Embedded(&x[r0 * row..r1 * row]),
                 };
                 let classes = &classes[r0..r1];
-                let mut job = move || {
+                let job = move || {
                     let run = Run {
                         nodes,
                         params,
@@ -851,18 +940,10 @@ impl Network {
                     };
                     ws.probability_chunk(&run, head, input, classes, p, g);
                 };
-                if k + 1 == threads {
-                    job();
-                } else {
-                    handles.push(s.spawn(job));
-                }
+                jobs.push(Box::new(job));
             }
-            for hnd in handles {
-                if let Err(e) = hnd.join() {
-                    std::panic::resume_unwind(e);
-                }
-            }
-        });
+            run_jobs(jobs);
+        }
     }
 
     /// Embedding width D.
@@ -919,15 +1000,15 @@ impl Network {
         let table = use_table.then_some(&self.table[..]);
         let threads = self.threads.min(n);
         let nodes = &self.nodes;
-        std::thread::scope(|s| {
+        {
             let mut rest = &mut out[..];
-            let mut handles = Vec::new();
+            let mut jobs: Vec<Job> = Vec::new();
             for (k, ws) in self.workspaces.iter_mut().take(threads).enumerate() {
                 let (r0, r1) = chunk(n, threads, k);
                 let (mine, tail) = rest.split_at_mut((r1 - r0) * k_out);
                 rest = tail;
                 let ids = &ids[r0 * t_len..r1 * t_len];
-                let mut job = move || {
+                let job = move || {
                     const EVAL_ROWS: usize = 128;
                     let run = Run {
                         nodes,
@@ -942,18 +1023,10 @@ impl Network {
                         out.copy_from_slice(ws.infer(&run, table, ids));
                     }
                 };
-                if k + 1 == threads {
-                    job();
-                } else {
-                    handles.push(s.spawn(job));
-                }
+                jobs.push(Box::new(job));
             }
-            for hnd in handles {
-                if let Err(e) = hnd.join() {
-                    std::panic::resume_unwind(e);
-                }
-            }
-        });
+            run_jobs(jobs);
+        }
     }
 }
 
@@ -1010,12 +1083,15 @@ fn split_dir<T>(p: &[T], d: usize, h: usize, gh: usize) -> (&[T], &[T], &[T]) {
     (w, u, b)
 }
 
-/// Draws `len` inverted-dropout mask values into `out`.
-fn draw(rng: &mut Pcg64, len: usize, rate: f32, out: &mut Vec<f32>) {
+/// Fills `out` with inverted-dropout mask values, one draw each.
+fn draw(rng: &mut Pcg64, rate: f32, out: &mut [f32]) {
     let keep = 1.0 - rate;
     let scale = 1.0 / keep;
-    out.clear();
-    out.extend((0..len).map(|_| if rng.gen::<f32>() < keep { scale } else { 0.0 }));
+    // scale * 1 or scale * 0, without a branch: the draws are random, so a branch on them
+    // mispredicted a quarter of the time and made the draw three times slower.
+    for v in out {
+        *v = scale * (rng.gen::<f32>() < keep) as u32 as f32;
+    }
 }
 
 /// What a chunk runs with: the nodes, the flat parameters and, in training, the batch's masks
@@ -1578,7 +1654,7 @@ fn backward_node(
         }
         (Kind::Conv(cv), NodeCache::Kernel(c)) => {
             let (kernel, bias) = g.split_at_mut(p.len() - cv.filters);
-            cv.backward(dy, c, Grads { kernel, bias });
+            cv.backward(x, dy, c, Grads { kernel, bias });
         }
         (Kind::MaxPool(mp), NodeCache::Kernel(c)) => mp.backward(dy, c),
         (Kind::GlobalMax(gm), NodeCache::Kernel(c)) => gm.backward(x, dy, c),
