@@ -1507,11 +1507,9 @@ fn forward_node(node: &Node, cache: &mut NodeCache, run: &Run, x: &[f32], b: usi
         (Kind::Dropout, NodeCache::Plain { y, .. }) => {
             let y = sized(y, b * node.out);
             match dropout_rows(lm, node.inp, b) {
-                Some(m) => {
-                    for ((o, &v), &k) in y.iter_mut().zip(x).zip(m) {
-                        *o = v * k;
-                    }
-                }
+                Some(m) => crate::dispatch!(for ((o, &v), &k) in y.iter_mut().zip(x).zip(m) {
+                    *o = v * k;
+                }),
                 None => y.copy_from_slice(x),
             }
         }
@@ -1618,11 +1616,9 @@ fn backward_node(
         (Kind::Dropout, NodeCache::Plain { dx, .. }) => {
             let dx = sized(dx, b * node.inp);
             match dropout_rows(lm, node.inp, b) {
-                Some(m) => {
-                    for ((o, &v), &k) in dx.iter_mut().zip(dy).zip(m) {
-                        *o = v * k;
-                    }
-                }
+                Some(m) => crate::dispatch!(for ((o, &v), &k) in dx.iter_mut().zip(dy).zip(m) {
+                    *o = v * k;
+                }),
                 None => dx.copy_from_slice(dy),
             }
         }
