@@ -51,38 +51,26 @@ fn main() -> anyhow::Result<()> {
 
     let stop = AtomicBool::new(false);
     let split = Split { x: &x, y: &y };
-    let t0 = Instant::now();
-    run_epoch_with(
-        &mut state,
-        &mut net,
-        &cfg,
-        split,
-        None,
-        &mut Silent,
-        &stop,
-        None,
-    )?;
-    let epoch = t0.elapsed().as_secs_f64();
-    let t0 = Instant::now();
-    run_epoch_with(
-        &mut state,
-        &mut net,
-        &cfg,
-        split,
-        None,
-        &mut Silent,
-        &stop,
-        Some((rows, width)),
-    )?;
-    let lazy_epoch = t0.elapsed().as_secs_f64();
-    println!(
-        "whole step (train's loop, dense Adam): {:7.3} ms",
-        ms(epoch)
-    );
-    println!(
-        "whole step, lazy embedding rows:       {:7.3} ms",
-        ms(lazy_epoch)
-    );
+    for (what, lazy) in [
+        ("whole step (train's loop, dense Adam):", None),
+        (
+            "whole step, lazy embedding rows:      ",
+            Some((rows, width)),
+        ),
+    ] {
+        let t0 = Instant::now();
+        run_epoch_with(
+            &mut state,
+            &mut net,
+            &cfg,
+            split,
+            None,
+            &mut Silent,
+            &stop,
+            lazy,
+        )?;
+        println!("{what} {:7.3} ms", ms(t0.elapsed().as_secs_f64()));
+    }
 
     let mut masks = NetMasks::default();
     let t0 = Instant::now();
