@@ -686,7 +686,7 @@ impl Network {
         masks
             .layers
             .resize_with(self.masks.len(), LayerMasks::default);
-        // Size every buffer, then list them in stream order as (rate, values per row, buffer).
+        // Size every buffer; then list them in stream order as (rate, buffer).
         for (plan, m) in self.masks.iter().zip(&mut masks.layers) {
             match *plan {
                 MaskPlan::None => *m = LayerMasks::None,
