@@ -13,7 +13,7 @@
 //!   is the window P[p..p+k] (k*F floats, rows F apart) times the kernel flipped along k and
 //!   transposed, `[k*F, C]`, one GEMM of depth k*F for the whole chunk.
 
-use super::dense::{add_bias, add_column_sums, fit, Activation, Cache, Grads};
+use super::dense::{add_bias_activate, add_column_sums, fit, Activation, Cache, Grads};
 use super::gemm::{matmul, Op};
 use super::packed::{matmul_packed, PackedB};
 
@@ -91,11 +91,11 @@ impl Conv1d {
         let (t, c, _, f, to) = self.dims();
         cache.prepare(b, t * c, to * f);
         let (y, _, _) = cache.parts(to * f, t * c);
+        // Sample by sample, so the bias and activation meet the output still in L2.
         for (xs, ys) in x.chunks_exact(t * c).zip(y.chunks_exact_mut(to * f)) {
             matmul_packed(to, xs, c, &self.fwd, ys, f, false);
+            add_bias_activate(ys, bias, self.act);
         }
-        add_bias(y, bias);
-        self.act.forward(y, f);
     }
 
     /// Backward of the last forward on x, from dy `[b, T-k+1, F]`: accumulates the kernel and
@@ -104,15 +104,16 @@ impl Conv1d {
         let (t, c, kc, f, to) = self.dims();
         let (b, k) = (cache.rows(), self.kernel_size);
         let mut p = std::mem::take(&mut cache.scratch);
-        let (y, dz, dx) = cache.parts(to * f, t * c);
-        self.act.backward(y, dy, dz, f);
-        add_column_sums(dz, grads.bias);
+        let (y, _, dx) = cache.parts(to * f, t * c);
         fit(&mut p, (k - 1 + b * t) * f);
         let (lead, samples) = p.split_at_mut((k - 1) * f);
         lead.fill(0.0);
-        for (ps, zs) in samples.chunks_exact_mut(t * f).zip(dz.chunks_exact(to * f)) {
-            let (mid, tail) = ps.split_at_mut(to * f);
-            mid.copy_from_slice(zs);
+        // dz straight into its place in P, sample by sample (the bias sums read it in L2).
+        let per_sample = samples.chunks_exact_mut(t * f).zip(y.chunks_exact(to * f));
+        for ((ps, ys), dys) in per_sample.zip(dy.chunks_exact(to * f)) {
+            let (dz, tail) = ps.split_at_mut(to * f);
+            self.act.backward(ys, dys, dz, f);
+            add_column_sums(dz, grads.bias);
             tail.fill(0.0);
         }
         matmul(

@@ -27,7 +27,7 @@ impl Activation {
     pub fn forward(self, y: &mut [f32], width: usize) {
         match self {
             Activation::Linear => {}
-            Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Relu => dispatch!(y.iter_mut().for_each(|v| *v = v.max(0.0))),
             Activation::Sigmoid => dispatch!(<M> y.iter_mut().for_each(|v| *v = sigmoid::<M>(*v))),
             Activation::Softmax => {
                 dispatch!(<M> y.chunks_exact_mut(width).for_each(softmax_row::<M>))
@@ -42,16 +42,12 @@ impl Activation {
         let (y, dy) = (&y[..n], &dy[..n]);
         match self {
             Activation::Linear => dz.copy_from_slice(dy),
-            Activation::Relu => {
-                for ((d, &y), &g) in dz.iter_mut().zip(y).zip(dy) {
-                    *d = if y > 0.0 { g } else { 0.0 };
-                }
-            }
-            Activation::Sigmoid => {
-                for ((d, &y), &g) in dz.iter_mut().zip(y).zip(dy) {
-                    *d = g * y * (1.0 - y);
-                }
-            }
+            Activation::Relu => dispatch!(for ((d, &y), &g) in dz.iter_mut().zip(y).zip(dy) {
+                *d = if y > 0.0 { g } else { 0.0 };
+            }),
+            Activation::Sigmoid => dispatch!(for ((d, &y), &g) in dz.iter_mut().zip(y).zip(dy) {
+                *d = g * y * (1.0 - y);
+            }),
             // dz_i = y_i (dy_i - sum_j dy_j y_j)
             Activation::Softmax => {
                 let rows = dz.chunks_exact_mut(width).zip(y.chunks_exact(width));
@@ -133,20 +129,33 @@ pub(super) fn fit(v: &mut Vec<f32>, len: usize) {
     }
 }
 
-/// out[j] += sum over rows of dz[r, j]: a bias gradient; dz is `[rows, out.len()]`.
+/// out[j] += sum over rows of dz[r, j]: a bias gradient; dz is `[rows, out.len()]`. Rows are
+/// added in order, so the sums do not depend on the vector width.
 pub(super) fn add_column_sums(dz: &[f32], out: &mut [f32]) {
-    for row in dz.chunks_exact(out.len()) {
+    dispatch!(for row in dz.chunks_exact(out.len()) {
         for (o, &v) in out.iter_mut().zip(row) {
             *o += v;
         }
-    }
+    })
 }
 
-/// y[r, :] += bias for every row of `y` `[rows, bias.len()]`.
-pub(super) fn add_bias(y: &mut [f32], bias: &[f32]) {
-    for row in y.chunks_exact_mut(bias.len()) {
-        for (v, &b) in row.iter_mut().zip(bias) {
-            *v += b;
+/// y = act(y + bias) on every row of `y` `[rows, bias.len()]`: one pass for Linear and Relu
+/// (the same values as adding, then activating).
+pub(super) fn add_bias_activate(y: &mut [f32], bias: &[f32], act: Activation) {
+    match act {
+        Activation::Linear => dispatch!(for row in y.chunks_exact_mut(bias.len()) {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+        }),
+        Activation::Relu => dispatch!(for row in y.chunks_exact_mut(bias.len()) {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                *v = (*v + b).max(0.0);
+            }
+        }),
+        Activation::Sigmoid | Activation::Softmax => {
+            add_bias_activate(y, bias, Activation::Linear);
+            act.forward(y, bias.len());
         }
     }
 }
@@ -244,8 +253,7 @@ impl Dense {
         cache.prepare(rows, i, u);
         let (y, _, _) = cache.parts(u, i);
         matmul_packed(rows, x, i, &self.fwd, y, u, false);
-        add_bias(y, bias);
-        self.act.forward(y, u);
+        add_bias_activate(y, bias, self.act);
     }
 
     /// Backward of the last forward on the same x, from dy `[rows, units]`: accumulates the

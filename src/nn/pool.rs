@@ -87,42 +87,42 @@ impl GlobalMaxPool1d {
         let (t, c) = (self.steps, self.channels);
         cache.prepare(b, t * c, c);
         let (y, _, _) = cache.parts(c, t * c);
-        for (yr, xs) in y.chunks_exact_mut(c).zip(x.chunks_exact(t * c)) {
-            yr.copy_from_slice(&xs[..c]);
-            for row in xs.chunks_exact(c).skip(1) {
-                for (m, &v) in yr.iter_mut().zip(row) {
-                    *m = m.max(v);
+        crate::dispatch!(
+            for (yr, xs) in y.chunks_exact_mut(c).zip(x.chunks_exact(t * c)) {
+                yr.copy_from_slice(&xs[..c]);
+                for row in xs.chunks_exact(c).skip(1) {
+                    for (m, &v) in yr.iter_mut().zip(row) {
+                        *m = m.max(v);
+                    }
                 }
             }
-        }
+        );
     }
 
     /// dx `[b, T, C]` from dy `[b, C]` and the forward's x: split equally among tied maxima.
     pub fn backward(&self, x: &[f32], dy: &[f32], cache: &mut Cache) {
         let (t, c) = (self.steps, self.channels);
-        // dz is free in a layer without weights: it counts each column's maxima.
-        let (y, counts, dx) = cache.parts(c, t * c);
-        counts.fill(0.0);
+        // dz is free in a layer without weights: it counts each column's maxima, then holds
+        // each column's share g / count.
+        let (y, share, dx) = cache.parts(c, t * c);
+        share.fill(0.0);
         let per_sample = x.chunks_exact(t * c).zip(dx.chunks_exact_mut(t * c));
-        for (s, (xs, ds)) in per_sample.enumerate() {
-            let (ys, ns) = (&y[s * c..(s + 1) * c], &mut counts[s * c..(s + 1) * c]);
+        crate::dispatch!(for (s, (xs, ds)) in per_sample.enumerate() {
+            let (ys, qs) = (&y[s * c..(s + 1) * c], &mut share[s * c..(s + 1) * c]);
             for row in xs.chunks_exact(c) {
-                for ((n, &m), &v) in ns.iter_mut().zip(ys).zip(row) {
+                for ((n, &m), &v) in qs.iter_mut().zip(ys).zip(row) {
                     *n += (v == m) as u8 as f32;
                 }
             }
-            let gs = &dy[s * c..(s + 1) * c];
+            for (q, &g) in qs.iter_mut().zip(&dy[s * c..(s + 1) * c]) {
+                *q = g / *q;
+            }
             for (row, drow) in xs.chunks_exact(c).zip(ds.chunks_exact_mut(c)) {
-                for (((d, &v), &m), (&g, &n)) in drow
-                    .iter_mut()
-                    .zip(row)
-                    .zip(ys)
-                    .zip(gs.iter().zip(ns.iter()))
-                {
-                    *d = if v == m { g / n } else { 0.0 };
+                for (((d, &v), &m), &q) in drow.iter_mut().zip(row).zip(ys).zip(qs.iter()) {
+                    *d = if v == m { q } else { 0.0 };
                 }
             }
-        }
+        });
     }
 }
 
