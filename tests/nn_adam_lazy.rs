@@ -87,6 +87,7 @@ fn random_subsets(rows: usize, width: usize, tail: usize, threads: usize, steps:
 #[test]
 fn lazy_rows_equal_the_dense_update_bit_for_bit() {
     random_subsets(37, 5, 23, 1, 1200);
+    random_subsets(37, 5, 23, 2, 400);
     random_subsets(37, 5, 23, 3, 400);
     // More threads than rows, and no parameters after the table.
     random_subsets(2, 8, 0, 4, 300);
