@@ -116,13 +116,18 @@ impl Gradients {
 
     /// Whether every value is finite; reads the layers after the embedding and the batch's rows.
     pub fn is_finite(&self) -> bool {
-        let finite = |v: &[f32]| v.iter().fold(true, |ok, g| ok & g.is_finite());
+        // Branch-free and compiled for the vector ISA: no early exit.
+        #[inline(always)]
+        fn finite(v: &[f32]) -> bool {
+            v.iter().fold(0u32, |bad, g| bad | !g.is_finite() as u32) == 0
+        }
         let (d, emb) = (self.d, self.listed.len() * self.d);
-        finite(&self.data[emb..])
-            && self
-                .rows
-                .iter()
-                .all(|&r| finite(&self.data[r as usize * d..(r as usize + 1) * d]))
+        crate::dispatch!(
+            finite(&self.data[emb..])
+                & self.rows.iter().fold(true, |ok, &r| {
+                    ok & finite(&self.data[r as usize * d..(r as usize + 1) * d])
+                })
+        )
     }
 
     fn clear_embedding(&mut self) {
