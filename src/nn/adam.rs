@@ -232,8 +232,7 @@ struct RowPart<'a> {
 }
 
 /// Rows per block of the table. Blocks go to the threads in turn, so every thread holds its
-/// share of the frequent (low) ids: with contiguous halves, the thread holding the low ids did
-/// most of the replays (1.6x, not 2x, over one thread in a cnn-lstm step).
+/// share of the frequent (low) ids: in contiguous halves, one thread held them all.
 const BLOCK_ROWS: usize = 8;
 
 /// One thread's share of the table: blocks `k, k + threads, k + 2 * threads, ...`.
