@@ -103,9 +103,7 @@ impl Conv1d {
     pub fn backward(&self, x: &[f32], dy: &[f32], cache: &mut Cache, grads: Grads) {
         let (t, c, kc, f, to) = self.dims();
         let (b, k) = (cache.rows(), self.kernel_size);
-        let mut p = std::mem::take(&mut cache.scratch);
-        let (y, _, dx) = cache.parts(to * f, t * c);
-        fit(&mut p, (k - 1 + b * t) * f);
+        let (y, p, dx) = cache.parts_padded(to * f, t * c, (k - 1 + b * t) * f);
         let (lead, samples) = p.split_at_mut((k - 1) * f);
         lead.fill(0.0);
         // dz straight into its place in P, sample by sample (the bias sums read it in L2).
@@ -130,8 +128,7 @@ impl Conv1d {
             f,
             true,
         );
-        matmul_packed(b * t, &p, f, &self.full, dx, c, false);
-        cache.scratch = p;
+        matmul_packed(b * t, p, f, &self.full, dx, c, false);
     }
 
     /// (T, C, k*C, F, T-k+1)

@@ -186,13 +186,13 @@ pub struct Cache {
     rows: usize,
     /// `[rows, out]` the output (after the activation).
     y: Vec<f32>,
-    /// `[rows, out]` gradient w.r.t. the pre-activation.
+    /// `[rows, out]` gradient w.r.t. the pre-activation (Conv1D lays it out with zero rows
+    /// between samples, [`Cache::parts_padded`]).
     dz: Vec<f32>,
     /// `[rows, in]` gradient w.r.t. the input.
     dx: Vec<f32>,
-    /// Layer-specific: the max-pool's argmax steps, Conv1D's unfolded input.
+    /// The max-pool's argmax steps.
     pub(super) idx: Vec<u32>,
-    pub(super) scratch: Vec<f32>,
 }
 
 impl Cache {
@@ -224,6 +224,23 @@ impl Cache {
         (
             &mut self.y[..r * out],
             &mut self.dz[..r * out],
+            &mut self.dx[..r * inp],
+        )
+    }
+
+    /// [`Cache::parts`] with the pre-activation gradient's buffer grown to `dz_len` floats,
+    /// for a layer that lays it out other than `[rows, out]`.
+    pub(super) fn parts_padded(
+        &mut self,
+        out: usize,
+        inp: usize,
+        dz_len: usize,
+    ) -> (&[f32], &mut [f32], &mut [f32]) {
+        fit(&mut self.dz, dz_len);
+        let r = self.rows;
+        (
+            &self.y[..r * out],
+            &mut self.dz[..dz_len],
             &mut self.dx[..r * inp],
         )
     }
