@@ -221,6 +221,37 @@ fn wire_bench_times_a_preset_with_its_flops() {
             .filter(|l| l.starts_with("inference from token ids"))
             .collect();
         assert_eq!(inference.len(), 2, "{name}: {out}");
+        // The step split: the layers' seconds are part of the training seconds, and their
+        // rate counts the same FLOPs over that shorter time.
+        let split = out
+            .lines()
+            .find_map(|l| l.strip_prefix("training split: layers "))
+            .unwrap_or_else(|| panic!("{name}: no training split in {out}"));
+        let (layers_s, rest) = split.split_once(" s (").unwrap();
+        let (layers_s, train_s): (f64, f64) = (layers_s.parse().unwrap(), row[1].parse().unwrap());
+        assert!(
+            (0.0..=train_s + 0.01).contains(&layers_s),
+            "{name}: layers {layers_s} s of {train_s} s training: {out}"
+        );
+        let layer_gflops: f64 = rest.split_once(" GFLOP/s").unwrap().0.parse().unwrap();
+        assert!(layer_gflops >= gflops - 0.1, "{name}: {split}");
+        let rest_s = split
+            .split_once("the rest ")
+            .unwrap()
+            .1
+            .split_once(" s (")
+            .unwrap()
+            .0;
+        let rest_s: f64 = rest_s.parse().unwrap();
+        assert!(
+            (layers_s + rest_s - train_s).abs() <= 0.02,
+            "{name}: {layers_s} + {rest_s} != {train_s}: {split}"
+        );
+        assert_eq!(
+            split.contains("no GEMM"),
+            name == "fasttext",
+            "{name}: {split}"
+        );
         if name == "fasttext" {
             assert_eq!(row[4], "-", "{name}: {out}");
             assert!(

@@ -308,7 +308,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "{:>5} {:>9} {:>9} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",
         "epoch", "train_s", "seq/s", "GFLOP/s", "%peak", "val_s", "GFLOP/s*", "loss", "val_acc"
     );
-    let (mut total_train, mut total_val) = (0.0, 0.0);
+    let (mut total_train, mut total_val, mut trained) = (0.0, 0.0, 0.0);
     for _ in 0..args.epochs {
         let t = Instant::now();
         let rec = crate::train::run_epoch_with(
@@ -331,6 +331,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         total_train += train_s;
         total_val += val_s;
         let n = ds.train.len() as f64;
+        trained += n;
         let gflops = train_flops * n / train_s / 1e9;
         let vgflops = fwd * ds.test.len() as f64 / val_s / 1e9;
         let pct = match gemm {
@@ -356,6 +357,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         total_train,
         total_val
     );
+    // The layers' rate apart from the rest of the step: Adam over a large embedding is
+    // memory- and division-bound work that no GEMM speed changes.
+    let layers_s = net.layer_seconds();
+    let steps = (args.epochs * ds.train.len().div_ceil(plan.train.batch_size)) as f64;
+    if layers_s > 0.0 && steps > 0.0 {
+        println!(
+            "training split: layers {layers_s:.2} s ({}), the rest {:.2} s ({:.2} ms a step: \
+             Adam, dropout masks, the embedding gradient's scatter, repacking the weights)",
+            rate(train_flops * trained / layers_s, peak, gemm),
+            total_train - layers_s,
+            1e3 * (total_train - layers_s) / steps
+        );
+    }
     // With the table trick inference skips the input products, so its rates are "effective":
     // the nominal work of the forward pass per second.
     if inf_flops < fwd {

@@ -437,6 +437,9 @@ pub struct Network {
     /// as a lookup table), rebuilt on the first inference after each refresh.
     table: Vec<f32>,
     table_fresh: bool,
+    /// Wall time [`Network::train_batch`] has spent in the layers (forward and backward on the
+    /// threads), for `bench`'s split of the step.
+    layer_time: std::time::Duration,
 }
 
 impl Network {
@@ -609,7 +612,16 @@ impl Network {
             workspaces,
             table: Vec::new(),
             table_fresh: false,
+            layer_time: std::time::Duration::ZERO,
         })
+    }
+
+    /// Seconds of wall time the training batches so far spent in the layers: the forward and
+    /// backward passes of every layer on the threads, from the embedding lookup to the loss.
+    /// The rest of a step (Adam, dropout masks, the embedding gradient's scatter, repacking the
+    /// weights) is outside.
+    pub fn layer_seconds(&self) -> f64 {
+        self.layer_time.as_secs_f64()
     }
 
     pub fn threads(&self) -> usize {
@@ -844,7 +856,9 @@ impl Network {
                 };
                 jobs.push(Box::new(job));
             }
+            let start = std::time::Instant::now();
             run_jobs(jobs);
+            self.layer_time += start.elapsed();
         }
         // Reduce in thread order: deterministic for a given thread count.
         let mut stats = BatchStats::default();
