@@ -314,7 +314,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "{:>5} {:>9} {:>9} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",
         "epoch", "train_s", "seq/s", "GFLOP/s", "%peak", "val_s", "GFLOP/s*", "loss", "val_acc"
     );
-    let (mut total_train, mut total_val, mut trained) = (0.0, 0.0, 0.0);
+    let (mut total_train, mut total_val) = (0.0, 0.0);
     for _ in 0..args.epochs {
         let t = Instant::now();
         let rec = crate::train::run_epoch_with(
@@ -337,7 +337,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         total_train += train_s;
         total_val += val_s;
         let n = ds.train.len() as f64;
-        trained += n;
         let gflops = train_flops * n / train_s / 1e9;
         let vgflops = fwd * ds.test.len() as f64 / val_s / 1e9;
         let pct = match gemm {
@@ -363,6 +362,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         total_train,
         total_val
     );
+    let trained = (args.epochs * ds.train.len()) as f64;
     // A core's peak does not change, so a higher second probe means the host took the cores
     // during the first (once it halved it): the figures below use the better one.
     let again = measured_peak_gflops(threads);
